@@ -1,0 +1,136 @@
+//! One MongoDB client per process, sized for Lambda, and the idempotent index setup.
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use crate::error::AppError;
+
+pub const TOKENS: &str = "tokens";
+pub const USERS: &str = "users";
+pub const ACCOUNTS: &str = "accounts";
+pub const EXTERNAL_ACCOUNTS: &str = "external_accounts";
+pub const EXTERNAL_PRODUCTS: &str = "external_products";
+
+#[derive(Clone)]
+pub struct Db {
+    pub client: Client,
+    /// `open_finance`: tokens, consents, external accounts and products, sync runs.
+    pub open_finance: Database,
+    /// `leafy_bank`: the bank's own users and accounts (read-only for this service).
+    pub leafy_bank: Database,
+}
+
+impl Db {
+    /// Builds the client. No connection is made until the first operation, which keeps cold
+    /// starts short; a server that cannot be selected fails that operation after a few seconds.
+    pub async fn connect(
+        uri: &str,
+        open_finance: &str,
+        leafy_bank: &str,
+    ) -> Result<Self, AppError> {
+        let mut options = ClientOptions::parse(uri).await.map_err(|_| {
+            AppError::Config(
+                "secret key 'mongodb_uri' is not a valid MongoDB connection string".into(),
+            )
+        })?;
+        options
+            .app_name
+            .get_or_insert_with(|| "leafy-bank-open-finance".into());
+        // One Lambda instance serves one request at a time: a small pool is plenty.
+        options.max_pool_size.get_or_insert(4);
+        options.min_pool_size.get_or_insert(0);
+        options.max_idle_time.get_or_insert(Duration::from_secs(60));
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        options
+            .connect_timeout
+            .get_or_insert(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        Ok(Db {
+            open_finance: client.database(open_finance),
+            leafy_bank: client.database(leafy_bank),
+            client,
+        })
+    }
+
+    pub fn tokens(&self) -> Collection<Document> {
+        self.open_finance.collection(TOKENS)
+    }
+
+    pub fn users(&self) -> Collection<Document> {
+        self.leafy_bank.collection(USERS)
+    }
+
+    /// Creates the indexes the service relies on. Safe to run any number of times. Optional
+    /// kinds (TTL) that a server does not support are logged and skipped (DESIGN §8).
+    pub async fn ensure_indexes(&self) -> Result<(), AppError> {
+        let tokens = self.tokens();
+        create(
+            &tokens,
+            doc! {"TokenHash": 1},
+            Some(unique("token_hash_unique")),
+            true,
+        )
+        .await?;
+        create(&tokens, doc! {"UserId": 1}, Some(named("by_user")), true).await?;
+        let ttl = IndexOptions::builder()
+            .name("expired_tokens_ttl".to_string())
+            .expire_after(Duration::from_secs(0))
+            .build();
+        create(&tokens, doc! {"TokenDates.ExpiryDate": 1}, Some(ttl), false).await?;
+        Ok(())
+    }
+
+    /// Indexes on the bank's own collections, created where this service writes them (the
+    /// local seed); in production `leafy_bank` belongs to the core bank and is read-only here.
+    pub async fn ensure_leafy_bank_indexes(&self) -> Result<(), AppError> {
+        create(
+            &self.users(),
+            doc! {"UserName": 1},
+            Some(named("by_user_name")),
+            true,
+        )
+        .await?;
+        let accounts: Collection<Document> = self.leafy_bank.collection(ACCOUNTS);
+        create(
+            &accounts,
+            doc! {"AccountUser.UserId": 1},
+            Some(named("by_user")),
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn unique(name: &str) -> IndexOptions {
+    IndexOptions::builder()
+        .name(name.to_string())
+        .unique(true)
+        .build()
+}
+
+fn named(name: &str) -> IndexOptions {
+    IndexOptions::builder().name(name.to_string()).build()
+}
+
+async fn create(
+    collection: &Collection<Document>,
+    keys: Document,
+    options: Option<IndexOptions>,
+    required: bool,
+) -> Result<(), AppError> {
+    let model = IndexModel::builder().keys(keys).options(options).build();
+    match collection.create_index(model).await {
+        Ok(_) => Ok(()),
+        Err(e) if !required => {
+            tracing::warn!(collection = collection.name(), error = %e, "optional index not supported here; skipped");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,46 @@
+//! What a function builds once per cold start and shares across invocations.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::secrets::{SecretNeeds, SecretStore};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub secrets: SecretStore,
+    pub db: Db,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Cold start: settings from the environment, the secret from Secrets Manager (failing
+    /// fast with a message naming what is missing), then the database client.
+    pub async fn from_env(needs: SecretNeeds) -> Result<Self, AppError> {
+        let settings = Settings::from_env()?;
+        let secrets =
+            SecretStore::from_env(settings.secret_id.clone(), settings.secret_ttl, needs).await;
+        Self::build(settings, secrets).await
+    }
+
+    pub async fn build(settings: Settings, secrets: SecretStore) -> Result<Self, AppError> {
+        let loaded = secrets.current().await?;
+        let s = &loaded.secret;
+        let db = Db::connect(&s.mongodb_uri, &s.open_finance_db, &s.leafy_bank_db).await?;
+        Ok(AppState(Arc::new(Inner {
+            settings,
+            secrets,
+            db,
+        })))
+    }
+}
