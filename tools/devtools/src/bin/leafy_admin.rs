@@ -1,0 +1,165 @@
+//! Operator CLI: create the secret, rotate its signing key, create indexes, load sample data.
+//! Talks to Secrets Manager through the standard AWS SDK environment, so the same commands work
+//! against AWS and against the local emulator.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use shared::AppError;
+use shared::db::Db;
+use shared::provision::{get_secret, new_secret, put_secret, rotate_signing_key};
+use shared::secrets::{AppSecret, SecretNeeds};
+
+#[derive(Parser)]
+#[command(name = "leafy-admin", about = "Leafy Bank Open Finance operator tasks")]
+struct Cli {
+    /// Name or ARN of the service's secret.
+    #[arg(
+        long,
+        env = "SECRET_ID",
+        global = true,
+        default_value = "leafy-bank/open-finance"
+    )]
+    secret_id: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the secret with a new ES256 signing key and one OAuth client.
+    InitSecret {
+        #[arg(long, env = "MONGODB_URI")]
+        mongodb_uri: String,
+        #[arg(long, default_value = "open_finance")]
+        open_finance_db: String,
+        #[arg(long, default_value = "leafy_bank")]
+        leafy_bank_db: String,
+        #[arg(long, default_value = "leafy-bank-backend")]
+        client_id: String,
+        #[arg(long, value_delimiter = ',', default_value = "openfinance,sync")]
+        scopes: Vec<String>,
+        /// Where to write the client's credentials as shell variables CLIENT_ID and
+        /// CLIENT_SECRET (mode 0600); printed to stdout otherwise.
+        #[arg(long)]
+        credentials_file: Option<PathBuf>,
+        /// Leave an existing secret as it is.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Replace the signing key; the old public key keeps verifying tokens it signed.
+    RotateSigningKey,
+    /// Create the indexes of the `open_finance` database.
+    SetupDb,
+    /// Create indexes and load the Extended JSON sample data (idempotent).
+    Seed {
+        #[arg(long, default_value = "sample_data")]
+        dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("leafy-admin: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), AppError> {
+    let sm = aws_sdk_secretsmanager::Client::new(&aws_config_from_env().await);
+    match cli.command {
+        Command::InitSecret {
+            mongodb_uri,
+            open_finance_db,
+            leafy_bank_db,
+            client_id,
+            scopes,
+            credentials_file,
+            if_missing,
+        } => {
+            if if_missing && get_secret(&sm, &cli.secret_id).await?.is_some() {
+                println!("secret '{}' exists; left unchanged", cli.secret_id);
+                return Ok(());
+            }
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let new = new_secret(
+                &mongodb_uri,
+                &open_finance_db,
+                &leafy_bank_db,
+                &client_id,
+                &scopes,
+            )?;
+            put_secret(&sm, &cli.secret_id, &new.document).await?;
+            // Both values are URL-safe, so the file can be sourced by a shell as it is.
+            let credentials = format!(
+                "CLIENT_ID={}\nCLIENT_SECRET={}\n",
+                new.client_id, new.client_secret
+            );
+            match credentials_file {
+                Some(path) => {
+                    write_private(&path, &credentials)?;
+                    println!(
+                        "secret '{}' written; client credentials in {}",
+                        cli.secret_id,
+                        path.display()
+                    );
+                }
+                None => print!("{credentials}"),
+            }
+        }
+        Command::RotateSigningKey => {
+            let current = get_secret(&sm, &cli.secret_id).await?.ok_or_else(|| {
+                AppError::Config(format!("secret '{}' does not exist", cli.secret_id))
+            })?;
+            let rotated = rotate_signing_key(&current)?;
+            put_secret(&sm, &cli.secret_id, &rotated).await?;
+            println!(
+                "signing key rotated; new kid {}",
+                rotated["signing_key"]["kid"]
+            );
+        }
+        Command::SetupDb => {
+            connect(&sm, &cli.secret_id).await?.ensure_indexes().await?;
+            println!("indexes in place");
+        }
+        Command::Seed { dir } => {
+            let report = shared::seed::seed_dir(&connect(&sm, &cli.secret_id).await?, &dir).await?;
+            for (collection, count) in report {
+                println!("{collection}: {count} documents");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn aws_config_from_env() -> aws_config::SdkConfig {
+    aws_config::load_from_env().await
+}
+
+async fn connect(sm: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Db, AppError> {
+    let document = get_secret(sm, secret_id)
+        .await?
+        .ok_or_else(|| AppError::Config(format!("secret '{secret_id}' does not exist")))?;
+    let secret = AppSecret::parse(&document.to_string(), SecretNeeds::Verify)?;
+    Db::connect(
+        &secret.mongodb_uri,
+        &secret.open_finance_db,
+        &secret.leafy_bank_db,
+    )
+    .await
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AppError::Config(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| AppError::Config(format!("cannot write {}: {e}", path.display())))
+}
