@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the README's curl walkthrough against a running local API and checks each answer.
+# Usage: scripts/smoke.sh [BASE_URL] [CLIENT_ENV_FILE]
+set -euo pipefail
+API="${1:-http://127.0.0.1:3000}"
+source "${2:-$(dirname "${BASH_SOURCE[0]}")/../.local/client.env}"
+fail() { echo "smoke: FAILED: $*" >&2; exit 1; }
+passed=0
+
+# expect STATUS BODY_PATTERN -- curl args…
+expect() {
+  local want="$1" pattern="$2"; shift 3
+  local out status body
+  out="$(curl -s -w '\n%{http_code}' "$@")"
+  status="${out##*$'\n'}"; body="${out%$'\n'*}"
+  [ "$status" = "$want" ] || fail "$* -> $status (wanted $want): $body"
+  [[ "$body" =~ $pattern ]] || fail "$* -> body does not match /$pattern/: $body"
+  passed=$((passed + 1))
+  LAST_BODY="$body"
+}
+
+# 1. A client token (client_credentials, HTTP Basic).
+expect 200 '"token_type":"Bearer"' -- -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials "$API/oauth/token"
+# 2. The public keys that verify it.
+expect 200 '"kty":"EC"' -- "$API/.well-known/jwks.json"
+# 3. The demo login for fridaklo, then the legacy token check with that JWT.
+expect 200 '"UserName":"fridaklo"' -- "$API/api/v1/openfinance/public/get-authorization?user_identifier=fridaklo"
+TOKEN="$(sed -E 's/.*"BearerToken":"([^"]+)".*/\1/' <<<"$LAST_BODY")"
+expect 200 'valid for user: fridaklo' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/api/v1/openfinance/secure/validate-token"
+# 4. A legacy opaque token from the sample data still works.
+expect 200 'valid for user: fridaklo' -- -X POST \
+  -H "Authorization: Bearer f4f4184e9669f8a4008243ee00a04482349d462c69ad1d2b4ac0814923eddab0" \
+  "$API/api/v1/openfinance/secure/validate-token"
+# 5. Refusals: an unknown user is 404, an unknown token 403.
+expect 404 '"detail"' -- "$API/api/v1/openfinance/public/get-authorization?user_identifier=nobody"
+expect 403 '"detail"' -- -X POST -H "Authorization: Bearer not-a-token" "$API/api/v1/openfinance/secure/validate-token"
+echo "smoke: $passed passed, 0 failed"

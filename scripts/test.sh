@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every test from nothing: installs the tools the tests need (Python venv, FerretDB),
+# starts a throw-away FerretDB (unless MONGODB_URI is set) and Secrets Manager emulator on free
+# ports, then runs formatting and lint checks, the Rust tests, the template checks and the
+# README walkthrough against the local API server. Everything started here is stopped on exit.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+started=$SECONDS
+
+ensure_venv
+[ -n "${MONGODB_URI:-}" ] || ensure_ferretdb
+
+TEST_DIR="$(mktemp -d "$LOCAL/test.XXXXXX")"
+cleanup() {
+  for pidfile in "$TEST_DIR"/*.pid; do [ -e "$pidfile" ] && stop_pidfile "$pidfile"; done
+  rm -rf "$TEST_DIR"
+}
+trap cleanup EXIT
+
+MOTO_PORT="$(free_port)"
+start_moto "$MOTO_PORT" "$TEST_DIR/moto.log" "$TEST_DIR/moto.pid"
+use_local_secrets_manager "$MOTO_PORT"
+if [ -n "${MONGODB_URI:-}" ]; then
+  export TEST_MONGODB_URI="$MONGODB_URI"
+else
+  FERRETDB_PORT="$(free_port)"
+  start_ferretdb "$TEST_DIR/ferretdb" "$FERRETDB_PORT" "$TEST_DIR/ferretdb.log" "$TEST_DIR/ferretdb.pid"
+  export TEST_MONGODB_URI="mongodb://127.0.0.1:$FERRETDB_PORT/"
+fi
+
+cd "$ROOT"
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+log "cargo test"
+cargo test --workspace
+
+log "template checks"
+"$VENV/bin/cfn-lint" template.yaml
+"$VENV/bin/sam" validate --lint --template template.yaml --region us-east-1
+
+log "README walkthrough against the local API server"
+cargo build --quiet -p devtools
+export SECRET_ID="leafy-bank/smoke"
+"$CARGO_TARGET_DIR/debug/leafy-admin" init-secret --mongodb-uri "$TEST_MONGODB_URI" \
+  --open-finance-db smoke_open_finance --leafy-bank-db smoke_leafy_bank \
+  --credentials-file "$TEST_DIR/client.env" >/dev/null
+"$CARGO_TARGET_DIR/debug/leafy-admin" seed --dir "$ROOT/sample_data" >/dev/null
+API_PORT="$(free_port)"
+PORT="$API_PORT" DEMO_LOGIN_ENABLED=true "$CARGO_TARGET_DIR/debug/local-api" >"$TEST_DIR/api.log" 2>&1 &
+echo $! > "$TEST_DIR/api.pid"
+wait_port "$API_PORT" 30 || { cat "$TEST_DIR/api.log"; die "the local API did not start"; }
+"$ROOT/scripts/smoke.sh" "http://127.0.0.1:$API_PORT" "$TEST_DIR/client.env"
+
+log "all tests passed in $((SECONDS - started)) s"
