@@ -31,6 +31,11 @@ impl Db {
         open_finance: &str,
         leafy_bank: &str,
     ) -> Result<Self, AppError> {
+        Self::from_options(Self::options(uri).await?, open_finance, leafy_bank)
+    }
+
+    /// The client options used in production for `uri`; tests add a command monitor to them.
+    pub async fn options(uri: &str) -> Result<ClientOptions, AppError> {
         let mut options = ClientOptions::parse(uri).await.map_err(|_| {
             AppError::Config(
                 "secret key 'mongodb_uri' is not a valid MongoDB connection string".into(),
@@ -49,6 +54,14 @@ impl Db {
         options
             .connect_timeout
             .get_or_insert(Duration::from_secs(5));
+        Ok(options)
+    }
+
+    pub fn from_options(
+        options: ClientOptions,
+        open_finance: &str,
+        leafy_bank: &str,
+    ) -> Result<Self, AppError> {
         let client = Client::with_options(options)?;
         Ok(Db {
             open_finance: client.database(open_finance),

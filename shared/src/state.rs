@@ -37,10 +37,14 @@ impl AppState {
         let loaded = secrets.current().await?;
         let s = &loaded.secret;
         let db = Db::connect(&s.mongodb_uri, &s.open_finance_db, &s.leafy_bank_db).await?;
-        Ok(AppState(Arc::new(Inner {
+        Ok(Self::from_parts(settings, secrets, db))
+    }
+
+    pub fn from_parts(settings: Settings, secrets: SecretStore, db: Db) -> Self {
+        AppState(Arc::new(Inner {
             settings,
             secrets,
             db,
-        })))
+        }))
     }
 }

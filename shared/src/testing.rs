@@ -4,9 +4,15 @@
 //! so tests run in parallel without seeing each other.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
+
 use crate::config::Settings;
+use crate::db::Db;
 use crate::provision::{new_secret, put_secret};
 use crate::secrets::{SecretNeeds, SecretStore};
 use crate::state::AppState;
@@ -16,6 +22,8 @@ pub const TEST_CLIENT_SCOPES: &[&str] = &["openfinance", "sync"];
 
 pub struct TestContext {
     pub state: AppState,
+    pub open_finance_db: String,
+    pub leafy_bank_db: String,
     pub secret_id: String,
     pub client_id: String,
     pub client_secret: String,
@@ -70,10 +78,11 @@ impl TestContext {
     pub async fn with_demo_login(demo_login: bool) -> Self {
         let sm = secrets_client().await;
         let run = unique("t");
+        let (open_finance_db, leafy_bank_db) = (format!("of_{run}"), format!("lb_{run}"));
         let new = new_secret(
             &mongodb_uri(),
-            &format!("of_{run}"),
-            &format!("lb_{run}"),
+            &open_finance_db,
+            &leafy_bank_db,
             TEST_CLIENT_ID,
             TEST_CLIENT_SCOPES,
         )
@@ -96,10 +105,50 @@ impl TestContext {
             .expect("seed sample data");
         TestContext {
             state,
+            open_finance_db,
+            leafy_bank_db,
             secret_id,
             client_id: new.client_id,
             client_secret: new.client_secret,
             sm,
         }
+    }
+
+    /// The same application (same secret, same databases) on a database client that counts
+    /// the commands it sends, so tests can assert database round trips per request.
+    pub async fn counting_state(&self) -> (AppState, CommandCounter) {
+        let counter = CommandCounter::default();
+        let mut options = Db::options(&mongodb_uri()).await.expect("client options");
+        let seen = counter.0.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Started(_) = event {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        let db = Db::from_options(options, &self.open_finance_db, &self.leafy_bank_db).expect("db");
+        let store = SecretStore::new(
+            self.sm.clone(),
+            self.secret_id.clone(),
+            Duration::from_secs(300),
+            SecretNeeds::Issue,
+        );
+        store.current().await.expect("secret");
+        let settings = self.state.settings.clone();
+        (AppState::from_parts(settings, store, db), counter)
+    }
+}
+
+/// Counts database commands sent (command monitoring's started events).
+#[derive(Clone, Default)]
+pub struct CommandCounter(Arc<AtomicUsize>);
+
+impl CommandCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The count since the previous call, resetting it.
+    pub fn take(&self) -> usize {
+        self.0.swap(0, Ordering::SeqCst)
     }
 }
