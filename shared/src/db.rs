@@ -13,6 +13,7 @@ pub const USERS: &str = "users";
 pub const ACCOUNTS: &str = "accounts";
 pub const EXTERNAL_ACCOUNTS: &str = "external_accounts";
 pub const EXTERNAL_PRODUCTS: &str = "external_products";
+pub const CONSENTS: &str = "consents";
 
 #[derive(Clone)]
 pub struct Db {
@@ -95,6 +96,60 @@ impl Db {
             .expire_after(Duration::from_secs(0))
             .build();
         create(&tokens, doc! {"TokenDates.ExpiryDate": 1}, Some(ttl), false).await?;
+        create(
+            &tokens,
+            doc! {"ConsentId": 1},
+            Some(named("by_consent")),
+            true,
+        )
+        .await?;
+
+        let consents: Collection<Document> = self.open_finance.collection(CONSENTS);
+        let by_owner = doc! {"UserId": 1, "Institution": 1, "Status": 1};
+        create(
+            &consents,
+            by_owner,
+            Some(named("by_user_institution_status")),
+            true,
+        )
+        .await?;
+        create(
+            &consents,
+            doc! {"Status": 1, "ExpiresAt": 1},
+            Some(named("by_status_expiry")),
+            true,
+        )
+        .await?;
+
+        // Institution data is keyed by (institution, external id): upserts never duplicate.
+        for (name, owner, kind) in [
+            (EXTERNAL_ACCOUNTS, "AccountUser.UserId", "AccountBank"),
+            (EXTERNAL_PRODUCTS, "ProductCustomer.UserId", "ProductType"),
+        ] {
+            let collection: Collection<Document> = self.open_finance.collection(name);
+            let key = doc! {"Provenance.Institution": 1, "Provenance.ExternalId": 1};
+            create(
+                &collection,
+                key,
+                Some(unique("institution_external_id_unique")),
+                true,
+            )
+            .await?;
+            create(
+                &collection,
+                doc! {owner: 1, kind: 1},
+                Some(named("by_owner")),
+                true,
+            )
+            .await?;
+            create(
+                &collection,
+                doc! {"Provenance.ConsentId": 1},
+                Some(named("by_consent")),
+                true,
+            )
+            .await?;
+        }
         Ok(())
     }
 

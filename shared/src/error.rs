@@ -35,6 +35,12 @@ pub enum AppError {
     Secrets(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An institution's API failed or answered something unusable.
+    #[error("{0}")]
+    BadGateway(String),
+    /// An institution's API did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
 }
 
 /// An RFC 6749 §5.2 error response.
@@ -94,6 +100,8 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::OAuth(e) => e.status,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Config(_)
             | AppError::Database(_)
@@ -105,6 +113,10 @@ impl AppError {
     /// What a client may be told. Server-side failures get a generic sentence; the detail goes
     /// to the log only.
     pub fn public_message(&self) -> String {
+        if let AppError::BadGateway(m) | AppError::GatewayTimeout(m) = self {
+            // Composed by the gateway from the institution's status only: safe to show.
+            return m.clone();
+        }
         match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => "the service is temporarily unavailable".into(),
             s if s.is_server_error() => "internal server error".into(),

@@ -2,11 +2,17 @@
 //! Manager secret, the MongoDB client, authentication, the error type and HTTP plumbing.
 
 pub mod auth;
+pub mod banks;
 pub mod config;
+pub mod connect;
+pub mod consents;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod institutions;
 pub mod logging;
+pub mod oauth;
 pub mod provision;
 pub mod secrets;
 pub mod seed;

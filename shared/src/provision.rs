@@ -5,7 +5,11 @@ use serde_json::{Value, json};
 
 use crate::auth::hash::{random_secret, sha256_hex};
 use crate::auth::keys::{KeyRing, generate_signing_key};
+use crate::crypto::DataKey;
 use crate::error::AppError;
+
+/// The client Leafy Bank is registered as at the institutions' authorisation server.
+pub const INSTITUTION_CLIENT_ID: &str = "leafy-bank-open-finance";
 use crate::secrets::{AppSecret, SecretNeeds};
 
 /// A new secret document, with the one clear-text client secret it implies (shown once to the
@@ -25,6 +29,7 @@ pub fn new_secret(
 ) -> Result<NewSecret, AppError> {
     let (kid, pem) = generate_signing_key()?;
     let client_secret = random_secret(32);
+    let institution_secret = random_secret(32);
     let document = json!({
         "mongodb_uri": mongodb_uri,
         "open_finance_db": open_finance_db,
@@ -36,7 +41,14 @@ pub fn new_secret(
             "client_secret_sha256": sha256_hex(&client_secret),
             "scopes": scopes,
             "grant_types": ["client_credentials"],
+        }, {
+            "client_id": INSTITUTION_CLIENT_ID,
+            "client_secret_sha256": sha256_hex(&institution_secret),
+            "scopes": [],
+            "grant_types": ["authorization_code", "refresh_token"],
         }],
+        "data_encryption_key": DataKey::generate_base64(),
+        "institution_client": {"client_id": INSTITUTION_CLIENT_ID, "client_secret": institution_secret},
     });
     Ok(NewSecret {
         document,
@@ -128,7 +140,7 @@ mod tests {
         let new = new_secret("mongodb://h/", "of", "lb", "c1", &["openfinance"]).unwrap();
         let text = new.document.to_string();
         assert!(!text.contains(&new.client_secret));
-        let parsed = AppSecret::parse(&text, SecretNeeds::Issue).unwrap();
+        let parsed = AppSecret::parse(&text, SecretNeeds::All).unwrap();
         assert_eq!(parsed.clients[0].client_id, "c1");
         KeyRing::from_secret(&parsed).unwrap();
     }

@@ -33,6 +33,19 @@ pub struct AppSecret {
     /// Registered OAuth clients.
     #[serde(default)]
     pub clients: Vec<ClientRecord>,
+    /// AES-256 key (base64) that encrypts the consent tokens Leafy Bank stores.
+    #[serde(default)]
+    pub data_encryption_key: Option<String>,
+    /// Leafy Bank's own client at the institutions' authorisation server.
+    #[serde(default)]
+    pub institution_client: Option<ClientCredentials>,
+}
+
+/// Credentials Leafy Bank presents as a client (unlike [`ClientRecord`], which a server checks).
+#[derive(Deserialize, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 impl std::fmt::Debug for AppSecret {
@@ -94,6 +107,20 @@ pub enum SecretNeeds {
     Verify,
     /// Issues tokens: needs `signing_key` and `clients`.
     Issue,
+    /// Acts for consents at the institutions: needs `data_encryption_key` and
+    /// `institution_client`.
+    Connect,
+    /// Everything (the local API server runs every function).
+    All,
+}
+
+impl SecretNeeds {
+    fn issue(self) -> bool {
+        matches!(self, SecretNeeds::Issue | SecretNeeds::All)
+    }
+    fn connect(self) -> bool {
+        matches!(self, SecretNeeds::Connect | SecretNeeds::All)
+    }
 }
 
 impl AppSecret {
@@ -115,7 +142,20 @@ impl AppSecret {
                 expect_string(v, key)?;
             }
         }
-        if needs == SecretNeeds::Issue {
+        if needs.connect() {
+            expect_string(require("data_encryption_key")?, "data_encryption_key")?;
+            let client = require("institution_client")?;
+            for field in ["client_id", "client_secret"] {
+                let key = format!("institution_client.{field}");
+                expect_string(
+                    client.get(field).ok_or_else(|| {
+                        AppError::Config(format!("the secret is missing key '{key}'"))
+                    })?,
+                    &key,
+                )?;
+            }
+        }
+        if needs.issue() {
             let signing = require("signing_key")?;
             for field in ["kid", "private_key_pem"] {
                 let key = format!("signing_key.{field}");
@@ -170,6 +210,21 @@ fn expect_string(v: &Value, key: &str) -> Result<(), AppError> {
 pub struct LoadedSecret {
     pub secret: AppSecret,
     pub keys: KeyRing,
+    pub data_key: Option<crate::crypto::DataKey>,
+}
+
+impl LoadedSecret {
+    pub fn data_key(&self) -> Result<&crate::crypto::DataKey, AppError> {
+        self.data_key.as_ref().ok_or_else(|| {
+            AppError::Config("the secret is missing key 'data_encryption_key'".into())
+        })
+    }
+
+    pub fn institution_client(&self) -> Result<&ClientCredentials, AppError> {
+        self.secret.institution_client.as_ref().ok_or_else(|| {
+            AppError::Config("the secret is missing key 'institution_client'".into())
+        })
+    }
 }
 
 struct Cached {
@@ -275,7 +330,16 @@ impl SecretStore {
         })?;
         let secret = AppSecret::parse(raw, self.needs)?;
         let keys = KeyRing::from_secret(&secret)?;
-        Ok(LoadedSecret { secret, keys })
+        let data_key = secret
+            .data_encryption_key
+            .as_deref()
+            .map(crate::crypto::DataKey::from_base64)
+            .transpose()?;
+        Ok(LoadedSecret {
+            secret,
+            keys,
+            data_key,
+        })
     }
 }
 

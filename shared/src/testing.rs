@@ -95,7 +95,7 @@ impl TestContext {
             sm.clone(),
             secret_id.clone(),
             Duration::from_secs(300),
-            SecretNeeds::Issue,
+            SecretNeeds::All,
         );
         let state = AppState::build(settings(&secret_id, demo_login), store)
             .await
@@ -130,7 +130,7 @@ impl TestContext {
             self.sm.clone(),
             self.secret_id.clone(),
             Duration::from_secs(300),
-            SecretNeeds::Issue,
+            SecretNeeds::All,
         );
         store.current().await.expect("secret");
         let settings = self.state.settings.clone();

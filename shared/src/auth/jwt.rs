@@ -27,6 +27,9 @@ pub struct Claims {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+    /// For tokens addressed to an institution: the consent they act under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
 }
 
 impl Claims {
@@ -51,6 +54,7 @@ impl Claims {
             scope: scope.into(),
             client_id: client_id.into(),
             user_name: None,
+            consent_id: None,
         }
     }
 }
@@ -158,6 +162,8 @@ mod tests {
             }),
             verification_keys: vec![],
             clients: vec![],
+            data_encryption_key: None,
+            institution_client: None,
         })
         .unwrap()
     }

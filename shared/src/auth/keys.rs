@@ -124,6 +124,8 @@ mod tests {
             }),
             verification_keys: vec![],
             clients: vec![],
+            data_encryption_key: None,
+            institution_client: None,
         }
     }
 

@@ -37,6 +37,14 @@ pub async fn record_issued(
     if let Some(name) = &claims.user_name {
         record.insert("UserName", name);
     }
+    // Tokens acting for a consent are found (and revoked) by it.
+    if let Some(consent) = claims
+        .consent_id
+        .as_deref()
+        .and_then(|c| ObjectId::parse_str(c).ok())
+    {
+        record.insert("ConsentId", consent);
+    }
     db.tokens().insert_one(record).await?;
     Ok(())
 }
