@@ -1,4 +1,5 @@
-//! OAuth 2.0 token issuance (RFC 6749 `client_credentials`), revocation (RFC 7009), the JWKS,
+//! OAuth 2.0 token issuance (RFC 6749: `client_credentials`; `authorization_code` with PKCE
+//! S256 and rotating `refresh_token` for consents), revocation (RFC 7009), the JWKS,
 //! and the legacy demo login and token check of the reference backend.
 
 mod client_auth;
@@ -21,7 +22,9 @@ use shared::auth::jwt::{self, Claims};
 use shared::auth::tokens;
 use shared::error::OAuthError;
 use shared::http::{MAX_BODY_BYTES, body_bytes};
+use shared::secrets::ClientRecord;
 use shared::{AppError, AppState, Legacy, OAuthFailure};
+use shared::{consents, oauth};
 
 use client_auth::authenticate_client;
 use form::FormParams;
@@ -30,6 +33,8 @@ use form::FormParams;
 pub const DEMO_LOGIN_CLIENT: &str = "leafy-bank-demo-login";
 /// Scope of user tokens for Leafy Bank's own API.
 pub const USER_SCOPE: &str = "openfinance";
+/// Lifetime of access tokens addressed to an institution: short, refreshed per sync.
+pub const INSTITUTION_TOKEN_TTL: Duration = Duration::from_secs(300);
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
@@ -62,22 +67,49 @@ async fn token(
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    match grant_type {
-        "client_credentials" => {}
-        other => {
-            return Err(OAuthError::unsupported_grant_type(format!(
-                "grant_type '{}' is not supported",
-                printable(other)
-            ))
-            .into());
-        }
+    if !matches!(
+        grant_type,
+        "client_credentials" | "authorization_code" | "refresh_token"
+    ) {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type '{}' is not supported",
+            printable(grant_type)
+        ))
+        .into());
     }
     if !client.grant_types.iter().any(|g| g == grant_type) {
         return Err(
             OAuthError::unauthorized_client("this client may not use this grant type").into(),
         );
     }
-    let scope = grant_scope(form.get("scope"), &client.scopes)?;
+    match grant_type {
+        "client_credentials" => Ok(client_credentials(&state, &client, form.get("scope")).await?),
+        "authorization_code" => {
+            let code = form
+                .get("code")
+                .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+            let verifier = form
+                .get("code_verifier")
+                .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+            let grant = oauth::redeem_code(&state.db, code, &client.client_id, verifier).await?;
+            Ok(consent_tokens(&state, grant, false).await?)
+        }
+        _ => {
+            let refresh = form
+                .get("refresh_token")
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            let grant = oauth::redeem_refresh_token(&state.db, refresh, &client.client_id).await?;
+            Ok(consent_tokens(&state, grant, true).await?)
+        }
+    }
+}
+
+async fn client_credentials(
+    state: &AppState,
+    client: &ClientRecord,
+    requested_scope: Option<&str>,
+) -> Result<Response, AppError> {
+    let scope = grant_scope(requested_scope, &client.scopes)?;
     let ttl = state.settings.access_token_ttl;
     let claims = Claims::new(
         &state.settings.issuer,
@@ -90,16 +122,63 @@ async fn token(
     let secret = state.secrets.current().await?;
     let access_token = jwt::issue(&secret.keys, &claims)?;
     tokens::record_issued(&state.db, &access_token, &claims, None).await?;
-    Ok(token_response(&access_token, ttl, &scope))
+    Ok(token_response(&access_token, ttl, &scope, None))
 }
 
-fn token_response(access_token: &str, ttl: Duration, scope: &str) -> Response {
-    let body = json!({
+/// Tokens for an institution, acting under a consent: an access token whose audience is the
+/// institution and whose scope is the consent's permissions, and a rotating refresh token that
+/// lives as long as the consent.
+async fn consent_tokens(
+    state: &AppState,
+    grant: oauth::Grant,
+    require_authorised: bool,
+) -> Result<Response, AppError> {
+    let consent = consents::get_any(&state.db, grant.consent_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the consent no longer exists"))?;
+    let live = consent.status == consents::AUTHORISED
+        || (!require_authorised && consent.status == consents::AWAITING);
+    if !live || consent.is_past_expiry() || consent.user_id != grant.user_id {
+        return Err(OAuthError::invalid_grant("the consent is not active"));
+    }
+    let scope = consent.permissions.join(" ");
+    let mut claims = Claims::new(
+        &state.settings.issuer,
+        &consent.user_id.to_hex(),
+        consent.institution.id(),
+        INSTITUTION_TOKEN_TTL,
+        &scope,
+        &grant.client_id,
+    );
+    claims.user_name = Some(consent.user_name.clone());
+    claims.consent_id = Some(consent.id.to_hex());
+    let secret = state.secrets.current().await?;
+    let access_token = jwt::issue(&secret.keys, &claims)?;
+    tokens::record_issued(&state.db, &access_token, &claims, Some(consent.user_id)).await?;
+    let refresh_token = oauth::issue_refresh_token(&state.db, &grant, consent.expires_at).await?;
+    Ok(token_response(
+        &access_token,
+        INSTITUTION_TOKEN_TTL,
+        &scope,
+        Some(&refresh_token),
+    ))
+}
+
+fn token_response(
+    access_token: &str,
+    ttl: Duration,
+    scope: &str,
+    refresh_token: Option<&str>,
+) -> Response {
+    let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": ttl.as_secs(),
         "scope": scope,
     });
+    if let Some(refresh) = refresh_token {
+        body["refresh_token"] = refresh.into();
+    }
     no_store((StatusCode::OK, Json(body)).into_response())
 }
 
