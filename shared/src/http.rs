@@ -142,6 +142,21 @@ pub fn reject_operator_keys(value: &Value) -> Result<(), AppError> {
     }
 }
 
+/// A stored document as the JSON the API promises: ObjectIds as hex strings, dates as
+/// ISO-8601 strings, numbers as numbers.
+pub fn plain_json(value: &mongodb::bson::Bson) -> Value {
+    use mongodb::bson::Bson;
+    match value {
+        Bson::ObjectId(id) => Value::String(id.to_hex()),
+        Bson::DateTime(at) => Value::String(at.try_to_rfc3339_string().unwrap_or_default()),
+        Bson::Document(d) => {
+            Value::Object(d.iter().map(|(k, v)| (k.clone(), plain_json(v))).collect())
+        }
+        Bson::Array(items) => Value::Array(items.iter().map(plain_json).collect()),
+        other => other.clone().into_relaxed_extjson(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,9 @@ use mongodb::bson::{Bson, Document, doc};
 
 use crate::auth::hash::sha256_hex;
 use crate::auth::tokens::LEGACY_BEARER;
-use crate::db::{Db, TOKENS};
+use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, TOKENS};
 use crate::error::AppError;
+use crate::institutions::Institution;
 
 /// Per `database.collection`: how many documents were written.
 pub type SeedReport = BTreeMap<String, usize>;
@@ -59,6 +60,38 @@ pub fn legacy_token_record(mut reference: Document) -> Result<Document, AppError
     Ok(reference)
 }
 
+/// A reference external account or product with the `Provenance` a connection would give it
+/// (institution, standard, external id), so that connecting later updates it in place rather
+/// than adding a twin. The reference data has no consent behind it, hence no `ConsentId`.
+pub fn with_provenance(mut reference: Document, collection: &str) -> Result<Document, AppError> {
+    let (bank_field, id_field) = match collection {
+        EXTERNAL_ACCOUNTS => ("AccountBank", "AccountNumber"),
+        EXTERNAL_PRODUCTS => ("ProductBank", "ProductId"),
+        _ => return Ok(reference),
+    };
+    let bank = reference.get_str(bank_field).unwrap_or_default();
+    let institution = Institution::parse(bank)
+        .ok_or_else(|| AppError::Config(format!("unknown institution '{bank}' in {collection}")))?;
+    let id = reference
+        .get_str(id_field)
+        .map_err(|_| AppError::Config(format!("a document in {collection} has no {id_field}")))?;
+    let external_id = if collection == EXTERNAL_ACCOUNTS {
+        institution.account_external_id(id)
+    } else {
+        institution.product_external_id(id)
+    };
+    reference.insert(
+        "Provenance",
+        doc! {
+            "Institution": institution.id(),
+            "Standard": institution.standard(),
+            "ExternalId": external_id,
+            "ConnectionStatus": "Connected",
+        },
+    );
+    Ok(reference)
+}
+
 /// Seeds every `*.json` file in `dir`, creating the indexes first.
 pub async fn seed_dir(db: &Db, dir: &Path) -> Result<SeedReport, AppError> {
     db.ensure_indexes().await?;
@@ -86,10 +119,10 @@ pub async fn seed_dir(db: &Db, dir: &Path) -> Result<SeedReport, AppError> {
         let coll = target.collection::<Document>(collection);
         let mut written = 0;
         for document in read_extended_json(&path)? {
-            let document = if database == "open_finance" && collection == TOKENS {
-                legacy_token_record(document)?
-            } else {
-                document
+            let document = match (database, collection) {
+                ("open_finance", TOKENS) => legacy_token_record(document)?,
+                ("open_finance", c) => with_provenance(document, c)?,
+                _ => document,
             };
             let id = document.get("_id").cloned().ok_or_else(|| {
                 AppError::Config(format!("{}: a document has no _id", path.display()))

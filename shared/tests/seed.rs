@@ -62,7 +62,7 @@ async fn seeded_documents_match_the_fixtures_except_for_hashed_tokens() {
     let fixture =
         read_extended_json(&sample_data_dir().join("open_finance.external_products.json")).unwrap();
     for expected in &fixture {
-        let stored = ctx
+        let mut stored = ctx
             .state
             .db
             .open_finance
@@ -71,7 +71,17 @@ async fn seeded_documents_match_the_fixtures_except_for_hashed_tokens() {
             .await
             .unwrap()
             .expect("seeded");
+        let provenance = stored.remove("Provenance").expect("provenance added");
         assert_eq!(&stored, expected);
+        let id = expected.get_str("ProductId").unwrap();
+        assert!(
+            provenance
+                .as_document()
+                .unwrap()
+                .get_str("ExternalId")
+                .unwrap()
+                .ends_with(id)
+        );
     }
     let tokens: Vec<Document> = ctx
         .state

@@ -1,0 +1,230 @@
+//! Outbound HTTP to the institutions' token endpoint and APIs. Base URLs come only from
+//! configuration (never from a request: no SSRF). Every call has a timeout and a response size
+//! limit; failures map to 502/504, a refusal of the consent to 403.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::AppError;
+use crate::institutions::Institution;
+use crate::secrets::ClientCredentials;
+
+/// Largest response body accepted from an institution.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The institutions' OAuth token endpoint (`TOKEN_ENDPOINT_URL`).
+    pub token_endpoint: String,
+    /// Per institution, its API base URL (`GREEN_BANK_BASE_URL`, `MONGODB_BANK_BASE_URL`).
+    pub base_urls: HashMap<Institution, String>,
+    /// Per-call timeout (`BANK_TIMEOUT_MS`, default 5000).
+    pub timeout: Duration,
+}
+
+impl GatewayConfig {
+    pub fn from_env() -> Result<Self, AppError> {
+        let var = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| AppError::Config(format!("environment variable {key} is not set")))
+        };
+        let timeout_ms = match std::env::var("BANK_TIMEOUT_MS") {
+            Ok(v) => v.trim().parse().map_err(|_| {
+                AppError::Config(
+                    "environment variable BANK_TIMEOUT_MS must be a whole number".into(),
+                )
+            })?,
+            Err(_) => 5000,
+        };
+        Ok(GatewayConfig {
+            token_endpoint: var("TOKEN_ENDPOINT_URL")?,
+            base_urls: HashMap::from([
+                (Institution::GreenBank, var("GREEN_BANK_BASE_URL")?),
+                (Institution::MongoDbBank, var("MONGODB_BANK_BASE_URL")?),
+            ]),
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+
+    /// Every institution under one base URL, as the local API server and the tests serve them.
+    pub fn single_host(base: &str, timeout: Duration) -> Self {
+        let base = base.trim_end_matches('/');
+        GatewayConfig {
+            token_endpoint: format!("{base}/oauth/token"),
+            base_urls: Institution::ALL
+                .into_iter()
+                .map(|i| (i, format!("{base}/banks/{}", i.id())))
+                .collect(),
+            timeout,
+        }
+    }
+}
+
+/// Tokens from the institutions' token endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenSet {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: Option<String>,
+}
+
+pub struct BankGateway {
+    http: reqwest::Client,
+    config: GatewayConfig,
+}
+
+impl BankGateway {
+    pub fn new(config: GatewayConfig) -> Result<Self, AppError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| AppError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(BankGateway { http, config })
+    }
+
+    pub async fn exchange_code(
+        &self,
+        client: &ClientCredentials,
+        code: &str,
+        verifier: &str,
+    ) -> Result<TokenSet, AppError> {
+        self.token_request(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+    }
+
+    pub async fn refresh(
+        &self,
+        client: &ClientCredentials,
+        refresh_token: &str,
+    ) -> Result<TokenSet, AppError> {
+        self.token_request(
+            client,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    async fn token_request(
+        &self,
+        client: &ClientCredentials,
+        form: &[(&str, &str)],
+    ) -> Result<TokenSet, AppError> {
+        let response = self
+            .http
+            .post(&self.config.token_endpoint)
+            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| transport_error("the token endpoint", &e))?;
+        let status = response.status();
+        let body = read_limited(response, "the token endpoint").await?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| {
+                AppError::BadGateway(
+                    "the token endpoint answered a malformed token response".into(),
+                )
+            });
+        }
+        let error = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_default();
+        if error == "invalid_grant" {
+            return Err(AppError::Forbidden(
+                "the institution no longer accepts this consent's tokens; authorise a new consent"
+                    .into(),
+            ));
+        }
+        Err(AppError::BadGateway(format!(
+            "the token endpoint answered {}",
+            status.as_u16()
+        )))
+    }
+
+    /// GETs `path` (with query) from the institution's API with the consent's access token.
+    pub async fn get_json(
+        &self,
+        institution: Institution,
+        path: &str,
+        access_token: &str,
+        consent_id: &str,
+    ) -> Result<Value, AppError> {
+        let base = self
+            .config
+            .base_urls
+            .get(&institution)
+            .ok_or_else(|| AppError::Config(format!("no base URL for {}", institution.id())))?;
+        let name = institution.display_name();
+        let response = self
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(access_token)
+            // Berlin Group APIs name the consent in a header; others ignore it.
+            .header("Consent-ID", consent_id)
+            .header("X-Request-ID", uuid::Uuid::new_v4().to_string())
+            .send()
+            .await
+            .map_err(|e| transport_error(name, &e))?;
+        let status = response.status();
+        let body = read_limited(response, name).await?;
+        match status.as_u16() {
+            200..=299 => serde_json::from_slice(&body)
+                .map_err(|_| AppError::BadGateway(format!("{name} answered a malformed payload"))),
+            401 | 403 => Err(AppError::Forbidden(format!(
+                "{name} refused access under this consent"
+            ))),
+            s => Err(AppError::BadGateway(format!("{name} answered {s}"))),
+        }
+    }
+}
+
+fn transport_error(name: &str, e: &reqwest::Error) -> AppError {
+    if e.is_timeout() {
+        AppError::GatewayTimeout(format!("{name} did not answer in time"))
+    } else {
+        AppError::BadGateway(format!("{name} could not be reached"))
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response, name: &str) -> Result<Vec<u8>, AppError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_RESPONSE_BYTES)
+    {
+        return Err(AppError::BadGateway(format!(
+            "{name} answered a response that is too large"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(name, &e))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(AppError::BadGateway(format!(
+                "{name} answered a response that is too large"
+            )));
+        }
+    }
+    Ok(body)
+}

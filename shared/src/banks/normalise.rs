@@ -1,0 +1,538 @@
+//! Each institution's account JSON, in its own standard's shape, mapped onto the reference
+//! field names (`AccountBank`, `AccountNumber`, `AccountType`, `AccountStatus`,
+//! `AccountBalance`, `AccountCurrency`, `AccountDate.OpeningDate`, `AccountUser`), keeping the
+//! source fields that do not map, plus `Provenance`. Anything unusable is a malformed payload
+//! (502), so nothing half-understood is stored.
+
+use std::str::FromStr;
+
+use mongodb::bson::{self, Bson, DateTime, Document, doc, oid::ObjectId};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{Map, Value};
+
+use crate::error::AppError;
+use crate::institutions::Institution;
+
+/// Whose data this is and where it came from.
+#[derive(Debug, Clone)]
+pub struct SyncContext {
+    pub institution: Institution,
+    pub user_id: ObjectId,
+    pub user_name: String,
+    pub consent_id: ObjectId,
+    pub synced_at: DateTime,
+}
+
+fn malformed(ctx: &SyncContext, what: &str) -> AppError {
+    AppError::BadGateway(format!(
+        "{} answered a malformed payload: {what}",
+        ctx.institution.display_name()
+    ))
+}
+
+/// A decimal string (`"-312.45"`), parsed exactly: no exponents, no spaces, no NaN.
+pub fn parse_amount(value: &str) -> Option<f64> {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let well_formed = !digits.is_empty()
+        && digits.split('.').count() <= 2
+        && digits
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed {
+        return None;
+    }
+    Decimal::from_str(value).ok()?.to_f64()
+}
+
+fn date(value: &str) -> Option<DateTime> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(DateTime::from_millis(t.timestamp_millis()));
+    }
+    let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+    Some(DateTime::from_millis(
+        day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis(),
+    ))
+}
+
+fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn currency(ctx: &SyncContext, value: Option<&str>) -> Result<String, AppError> {
+    match value {
+        Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => Ok(c.to_string()),
+        _ => Err(malformed(ctx, "a currency is not an ISO 4217 code")),
+    }
+}
+
+fn opening_date(ctx: &SyncContext, value: Option<&str>) -> Result<Option<DateTime>, AppError> {
+    value
+        .map(|v| date(v).ok_or_else(|| malformed(ctx, "an opening date is not a date")))
+        .transpose()
+}
+
+/// Source fields not consumed by the mapping, kept under their own names; a name the
+/// reference uses for something else is prefixed with `Source`.
+fn keep_unmapped(target: &mut Document, source: &Map<String, Value>, consumed: &[&str]) {
+    for (key, value) in source {
+        if consumed.contains(&key.as_str()) || key.starts_with('$') || key.starts_with('_') {
+            continue;
+        }
+        let name = if target.contains_key(key) || key == "AccountType" {
+            format!("Source{key}")
+        } else {
+            key.clone()
+        };
+        if let Ok(v) = bson::to_bson(value) {
+            target.insert(name, v);
+        }
+    }
+}
+
+/// The reference fields of one account, as a normaliser read them.
+struct AccountFields<'a> {
+    external_id: &'a str,
+    number: Option<&'a str>,
+    identification_type: &'a str,
+    account_type: &'a str,
+    status: &'a str,
+    balance: Option<f64>,
+    currency: String,
+    opened: Option<DateTime>,
+}
+
+fn account_document(ctx: &SyncContext, f: AccountFields<'_>) -> Document {
+    let mut d = doc! {};
+    if let Some(n) = f.number {
+        d.insert("AccountNumber", n);
+    }
+    d.insert("AccountBank", ctx.institution.display_name());
+    d.insert("AccountStatus", f.status);
+    d.insert("AccountIdentificationType", f.identification_type);
+    if let Some(at) = f.opened {
+        d.insert("AccountDate", doc! {"OpeningDate": at});
+    }
+    d.insert("AccountType", f.account_type);
+    if let Some(b) = f.balance {
+        d.insert("AccountBalance", b);
+    }
+    d.insert("AccountCurrency", f.currency);
+    d.insert(
+        "AccountUser",
+        doc! {"UserName": &ctx.user_name, "UserId": ctx.user_id},
+    );
+    d.insert("Provenance", provenance(ctx, f.external_id));
+    d
+}
+
+pub fn provenance(ctx: &SyncContext, external_id: &str) -> Document {
+    doc! {
+        "Institution": ctx.institution.id(),
+        "Standard": ctx.institution.standard(),
+        "ExternalId": external_id,
+        "ConsentId": ctx.consent_id,
+        "LastSyncedAt": ctx.synced_at,
+        "ConnectionStatus": "Connected",
+    }
+}
+
+/// Green Bank (UK Open Banking): `Data.Account[]` plus, when the consent allows balances,
+/// `Data.Balance[]` with decimal-string amounts and a credit/debit indicator.
+pub fn green_accounts(
+    accounts: &Value,
+    balances: Option<&Value>,
+    ctx: &SyncContext,
+) -> Result<Vec<Document>, AppError> {
+    let list = accounts
+        .pointer("/Data/Account")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed(ctx, "Data.Account is missing"))?;
+    let mut balance_of = std::collections::HashMap::new();
+    if let Some(body) = balances {
+        let entries = body
+            .pointer("/Data/Balance")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed(ctx, "Data.Balance is missing"))?;
+        for entry in entries {
+            let id = entry["AccountId"]
+                .as_str()
+                .ok_or_else(|| malformed(ctx, "a balance has no AccountId"))?;
+            let amount = entry
+                .pointer("/Amount/Amount")
+                .and_then(Value::as_str)
+                .and_then(parse_amount)
+                .ok_or_else(|| malformed(ctx, "a balance amount is not a decimal string"))?;
+            let signed = match entry["CreditDebitIndicator"].as_str() {
+                Some("Credit") => amount,
+                Some("Debit") => -amount,
+                _ => return Err(malformed(ctx, "a balance has no credit/debit indicator")),
+            };
+            let currency = currency(
+                ctx,
+                entry.pointer("/Amount/Currency").and_then(Value::as_str),
+            )?;
+            let rank = match entry["Type"].as_str() {
+                Some("InterimAvailable") => 0,
+                Some("InterimBooked") => 1,
+                Some("ClosingBooked") => 2,
+                Some("Expected") => 3,
+                _ => 4,
+            };
+            let best = balance_of
+                .entry(id.to_string())
+                .or_insert((rank, signed, currency.clone()));
+            if rank < best.0 {
+                *best = (rank, signed, currency);
+            }
+        }
+    }
+    list.iter()
+        .map(|value| {
+            let a = value
+                .as_object()
+                .ok_or_else(|| malformed(ctx, "an account is not an object"))?;
+            let id = str_field(a, "AccountId")
+                .ok_or_else(|| malformed(ctx, "an account has no AccountId"))?;
+            let account_currency = currency(ctx, str_field(a, "Currency"))?;
+            let balance = match balance_of.get(id) {
+                Some((_, amount, c)) if *c == account_currency => Some(*amount),
+                Some(_) => {
+                    return Err(malformed(
+                        ctx,
+                        "a balance is in another currency than its account",
+                    ));
+                }
+                None => None,
+            };
+            let account_type = match str_field(a, "AccountSubType") {
+                Some("CurrentAccount") | Some("ChargeCard") => "Checking",
+                Some("Savings") => "Savings",
+                Some("CreditCard") => "CreditCard",
+                Some(other) => other,
+                None => return Err(malformed(ctx, "an account has no AccountSubType")),
+            };
+            let status = match str_field(a, "Status") {
+                Some("Enabled") | None => "Active",
+                Some("Disabled") => "Inactive",
+                Some("Deleted") => "Closed",
+                Some(_) => "Pending",
+            };
+            let number = a
+                .get("Account")
+                .and_then(Value::as_array)
+                .and_then(|ids| ids.first())
+                .and_then(|first| first["Identification"].as_str());
+            let mut d = account_document(
+                ctx,
+                AccountFields {
+                    external_id: id,
+                    number,
+                    identification_type: "AccountNumber",
+                    account_type,
+                    status,
+                    balance,
+                    currency: account_currency,
+                    opened: opening_date(ctx, str_field(a, "OpeningDate"))?,
+                },
+            );
+            keep_unmapped(
+                &mut d,
+                a,
+                &[
+                    "AccountId",
+                    "Currency",
+                    "AccountSubType",
+                    "Status",
+                    "OpeningDate",
+                ],
+            );
+            Ok(d)
+        })
+        .collect()
+}
+
+/// MongoDB Bank (Berlin Group NextGenPSD2): `accounts[]` with `resourceId`, `iban`/`bban`,
+/// `cashAccountType` and, with `withBalance`, `balances[]` of signed decimal strings.
+pub fn mdb_accounts(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, AppError> {
+    let list = body["accounts"]
+        .as_array()
+        .ok_or_else(|| malformed(ctx, "accounts is missing"))?;
+    list.iter()
+        .map(|value| {
+            let a = value
+                .as_object()
+                .ok_or_else(|| malformed(ctx, "an account is not an object"))?;
+            let id = str_field(a, "resourceId")
+                .ok_or_else(|| malformed(ctx, "an account has no resourceId"))?;
+            let account_currency = currency(ctx, str_field(a, "currency"))?;
+            let mut balance = None;
+            if let Some(balances) = a.get("balances") {
+                let balances = balances
+                    .as_array()
+                    .ok_or_else(|| malformed(ctx, "balances is not a list"))?;
+                let mut best: Option<(u8, f64)> = None;
+                for b in balances {
+                    let amount = b
+                        .pointer("/balanceAmount/amount")
+                        .and_then(Value::as_str)
+                        .and_then(parse_amount)
+                        .ok_or_else(|| {
+                            malformed(ctx, "a balance amount is not a decimal string")
+                        })?;
+                    if currency(
+                        ctx,
+                        b.pointer("/balanceAmount/currency").and_then(Value::as_str),
+                    )? != account_currency
+                    {
+                        return Err(malformed(
+                            ctx,
+                            "a balance is in another currency than its account",
+                        ));
+                    }
+                    let rank = match b["balanceType"].as_str() {
+                        Some("interimAvailable") => 0,
+                        Some("closingBooked") => 1,
+                        Some("expected") => 2,
+                        Some("interimBooked") => 3,
+                        _ => 4,
+                    };
+                    if best.is_none_or(|(r, _)| rank < r) {
+                        best = Some((rank, amount));
+                    }
+                }
+                balance = best.map(|(_, amount)| amount);
+            }
+            let account_type = match str_field(a, "cashAccountType") {
+                Some("CACC") | Some("TRAN") => "Checking",
+                Some("SVGS") => "Savings",
+                Some("CARD") => "CreditCard",
+                Some("LOAN") => "Loan",
+                Some(other) => other,
+                None => return Err(malformed(ctx, "an account has no cashAccountType")),
+            };
+            let status = match str_field(a, "status") {
+                Some("enabled") | None => "Active",
+                Some("deleted") => "Closed",
+                Some("blocked") => "Blocked",
+                Some(_) => "Pending",
+            };
+            let (number, identification) = match (str_field(a, "bban"), str_field(a, "iban")) {
+                (Some(bban), _) => (Some(bban), "AccountNumber"),
+                (None, Some(iban)) => (Some(iban), "IBAN"),
+                (None, None) => (None, "ResourceId"),
+            };
+            let mut d = account_document(
+                ctx,
+                AccountFields {
+                    external_id: id,
+                    number,
+                    identification_type: identification,
+                    account_type,
+                    status,
+                    balance,
+                    currency: account_currency,
+                    opened: opening_date(ctx, str_field(a, "openingDate"))?,
+                },
+            );
+            if let Some(details) = str_field(a, "details") {
+                d.insert("MDBAccountNarrative", details);
+            }
+            keep_unmapped(
+                &mut d,
+                a,
+                &[
+                    "resourceId",
+                    "currency",
+                    "cashAccountType",
+                    "status",
+                    "openingDate",
+                    "balances",
+                    "details",
+                    "bban",
+                ],
+            );
+            Ok(d)
+        })
+        .collect()
+}
+
+/// The `$set` for an upsert: sub-documents as dotted paths, so the filter's dotted keys and
+/// the update never touch the same path twice.
+pub fn as_set(document: &Document) -> Document {
+    let mut set = doc! {};
+    for (key, value) in document {
+        match value {
+            Bson::Document(inner)
+                if key == "Provenance" || key == "AccountUser" || key == "ProductCustomer" =>
+            {
+                for (k, v) in inner {
+                    set.insert(format!("{key}.{k}"), v.clone());
+                }
+            }
+            other => {
+                set.insert(key.clone(), other.clone());
+            }
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(institution: Institution) -> SyncContext {
+        SyncContext {
+            institution,
+            user_id: ObjectId::new(),
+            user_name: "fridaklo".into(),
+            consent_id: ObjectId::new(),
+            synced_at: DateTime::now(),
+        }
+    }
+
+    #[test]
+    fn amounts_parse_exactly_or_not_at_all() {
+        assert_eq!(parse_amount("7825.00"), Some(7825.0));
+        assert_eq!(parse_amount("-312.45"), Some(-312.45));
+        assert_eq!(parse_amount("0.1"), Some(0.1));
+        for bad in [
+            "", "-", "1e3", "12.", ".5", "1,000.00", " 1", "NaN", "inf", "1.2.3", "abc",
+        ] {
+            assert_eq!(parse_amount(bad), None, "{bad}");
+        }
+    }
+
+    fn green_payload(indicator: &str, amount: &str) -> (Value, Value) {
+        (
+            json!({"Data": {"Account": [{
+                "AccountId": "GB-ACC-1", "Status": "Enabled", "Currency": "USD", "AccountType": "Personal",
+                "AccountSubType": "CurrentAccount", "OpeningDate": "2023-05-02T10:00:00.000Z",
+                "Account": [{"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "400118822"}],
+                "GreenAccountNarrative": "Everyday account"
+            }]}, "Links": {}, "Meta": {}}),
+            json!({"Data": {"Balance": [
+                {"AccountId": "GB-ACC-1", "Amount": {"Amount": "1.00", "Currency": "USD"}, "CreditDebitIndicator": "Credit", "Type": "ClosingBooked"},
+                {"AccountId": "GB-ACC-1", "Amount": {"Amount": amount, "Currency": "USD"}, "CreditDebitIndicator": indicator, "Type": "InterimAvailable"}
+            ]}}),
+        )
+    }
+
+    #[test]
+    fn green_bank_maps_to_reference_fields() {
+        let c = ctx(Institution::GreenBank);
+        let (accounts, balances) = green_payload("Debit", "312.45");
+        let docs = green_accounts(&accounts, Some(&balances), &c).unwrap();
+        let d = &docs[0];
+        assert_eq!(d.get_str("AccountBank").unwrap(), "Green Bank");
+        assert_eq!(d.get_str("AccountNumber").unwrap(), "400118822");
+        assert_eq!(d.get_str("AccountType").unwrap(), "Checking");
+        assert_eq!(d.get_str("AccountStatus").unwrap(), "Active");
+        assert_eq!(d.get_f64("AccountBalance").unwrap(), -312.45);
+        assert_eq!(d.get_str("AccountCurrency").unwrap(), "USD");
+        assert_eq!(
+            d.get_str("GreenAccountNarrative").unwrap(),
+            "Everyday account"
+        );
+        assert_eq!(d.get_str("SourceAccountType").unwrap(), "Personal");
+        assert!(
+            d.get_document("AccountDate")
+                .unwrap()
+                .get_datetime("OpeningDate")
+                .is_ok()
+        );
+        let p = d.get_document("Provenance").unwrap();
+        assert_eq!(p.get_str("ExternalId").unwrap(), "GB-ACC-1");
+        assert_eq!(p.get_object_id("ConsentId").unwrap(), c.consent_id);
+        assert_eq!(
+            d.get_document("AccountUser")
+                .unwrap()
+                .get_object_id("UserId")
+                .unwrap(),
+            c.user_id
+        );
+    }
+
+    #[test]
+    fn green_bank_without_balances_has_no_balance() {
+        let (accounts, _) = green_payload("Credit", "1");
+        let docs = green_accounts(&accounts, None, &ctx(Institution::GreenBank)).unwrap();
+        assert!(docs[0].get("AccountBalance").is_none());
+    }
+
+    #[test]
+    fn green_bank_malformed_payloads_are_refused() {
+        let c = ctx(Institution::GreenBank);
+        let (accounts, balances) = green_payload("Credit", "12,00");
+        assert!(matches!(
+            green_accounts(&accounts, Some(&balances), &c),
+            Err(AppError::BadGateway(_))
+        ));
+        let (accounts, balances) = green_payload("Sideways", "12.00");
+        assert!(green_accounts(&accounts, Some(&balances), &c).is_err());
+        assert!(green_accounts(&json!({"Data": {}}), None, &c).is_err());
+        assert!(
+            green_accounts(
+                &json!({"Data": {"Account": [{"Currency": "USD"}]}}),
+                None,
+                &c
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn mongodb_bank_maps_to_reference_fields() {
+        let c = ctx(Institution::MongoDbBank);
+        let body = json!({"accounts": [{
+            "resourceId": "mdb-acc-7", "iban": "DE89370400440770051234", "bban": "770051234", "currency": "EUR",
+            "cashAccountType": "SVGS", "status": "enabled", "openingDate": "2021-02-11", "details": "Euro savings",
+            "name": "Savings account",
+            "balances": [
+                {"balanceAmount": {"currency": "EUR", "amount": "3000.00"}, "balanceType": "closingBooked"},
+                {"balanceAmount": {"currency": "EUR", "amount": "3200.50"}, "balanceType": "interimAvailable"}
+            ]
+        }]});
+        let d = &mdb_accounts(&body, &c).unwrap()[0];
+        assert_eq!(d.get_str("AccountBank").unwrap(), "MongoDB Bank");
+        assert_eq!(d.get_str("AccountNumber").unwrap(), "770051234");
+        assert_eq!(d.get_str("AccountType").unwrap(), "Savings");
+        assert_eq!(d.get_f64("AccountBalance").unwrap(), 3200.5);
+        assert_eq!(d.get_str("AccountCurrency").unwrap(), "EUR");
+        assert_eq!(d.get_str("MDBAccountNarrative").unwrap(), "Euro savings");
+        assert_eq!(d.get_str("iban").unwrap(), "DE89370400440770051234");
+        assert_eq!(
+            d.get_document("Provenance")
+                .unwrap()
+                .get_str("ExternalId")
+                .unwrap(),
+            "mdb-acc-7"
+        );
+    }
+
+    #[test]
+    fn mongodb_bank_malformed_payloads_are_refused() {
+        let c = ctx(Institution::MongoDbBank);
+        assert!(mdb_accounts(&json!({"account": []}), &c).is_err());
+        let bad_amount = json!({"accounts": [{"resourceId": "x", "currency": "EUR", "cashAccountType": "SVGS",
+            "balances": [{"balanceAmount": {"currency": "EUR", "amount": "lots"}, "balanceType": "expected"}]}]});
+        assert!(mdb_accounts(&bad_amount, &c).is_err());
+        let bad_currency = json!({"accounts": [{"resourceId": "x", "currency": "euro", "cashAccountType": "SVGS"}]});
+        assert!(mdb_accounts(&bad_currency, &c).is_err());
+    }
+
+    #[test]
+    fn set_uses_dotted_paths_for_subdocuments() {
+        let set = as_set(&doc! {"A": 1, "Provenance": {"X": 1}, "AccountDate": {"OpeningDate": 1}});
+        assert!(
+            set.contains_key("Provenance.X")
+                && set.contains_key("AccountDate")
+                && set.contains_key("A")
+        );
+    }
+}
