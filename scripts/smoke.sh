@@ -34,4 +34,15 @@ expect 200 'valid for user: fridaklo' -- -X POST \
 # 5. Refusals: an unknown user is 404, an unknown token 403.
 expect 404 '"detail"' -- "$API/api/v1/openfinance/public/get-authorization?user_identifier=nobody"
 expect 403 '"detail"' -- -X POST -H "Authorization: Bearer not-a-token" "$API/api/v1/openfinance/secure/validate-token"
+# 6. Open finance: consent, the customer's approval, connect Green Bank's accounts, list them.
+expect 201 '"status":"AwaitingAuthorisation"' -- -X POST -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d '{"institution":"green-bank","permissions":["ReadAccountsDetail","ReadBalances"],"expiresInDays":90}' \
+  "$API/consents"
+CONSENT="$(sed -E 's/.*"consentId":"([^"]+)".*/\1/' <<<"$LAST_BODY")"
+expect 200 '"status":"Authorised"' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/consents/$CONSENT/authorise"
+expect 200 '"AccountBank":"Green Bank"' -- -X POST -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d "{\"consentId\":\"$CONSENT\"}" "$API/accounts/connect"
+expect 200 '"AccountBalance":-312.45' -- -H "Authorization: Bearer $TOKEN" "$API/accounts?institution=green-bank"
+expect 200 '"status":"Revoked"' -- -X DELETE -H "Authorization: Bearer $TOKEN" "$API/consents/$CONSENT"
 echo "smoke: $passed passed, 0 failed"

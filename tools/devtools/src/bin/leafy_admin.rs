@@ -78,9 +78,18 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             credentials_file,
             if_missing,
         } => {
-            if if_missing && get_secret(&sm, &cli.secret_id).await?.is_some() {
-                println!("secret '{}' exists; left unchanged", cli.secret_id);
-                return Ok(());
+            if if_missing && let Some(existing) = get_secret(&sm, &cli.secret_id).await? {
+                // Kept only if it has everything the current functions need.
+                match AppSecret::parse(&existing.to_string(), SecretNeeds::All) {
+                    Ok(_) => {
+                        println!("secret '{}' exists; left unchanged", cli.secret_id);
+                        return Ok(());
+                    }
+                    Err(e) => println!(
+                        "secret '{}' is incomplete ({e}); replacing it",
+                        cli.secret_id
+                    ),
+                }
             }
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
             let new = new_secret(
