@@ -9,9 +9,10 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use crate::banks::normalise::{self, SyncContext, as_set};
 use crate::banks::{BankGateway, TokenSet};
 use crate::consents::{self, Consent, SealedCredentials};
-use crate::db::EXTERNAL_ACCOUNTS;
+use crate::db::{EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS};
 use crate::error::AppError;
 use crate::institutions::Institution;
+use crate::oauth::{self, Grant};
 use crate::state::AppState;
 
 /// An access token is refreshed when it has less than this left.
@@ -64,21 +65,134 @@ pub async fn access_token(
     Ok(tokens.access_token)
 }
 
-/// The consent's accounts at its institution, normalised. Nothing is written here.
-pub async fn fetch_accounts(
+/// The emulated customer approval (SCA) at the institution: its authorisation server issues a
+/// code bound to Leafy Bank's client, the consent and a PKCE challenge; Leafy Bank exchanges it
+/// at the token endpoint and keeps the tokens sealed on the consent, now `Authorised`.
+pub async fn authorise(
     state: &AppState,
     gateway: &BankGateway,
     consent: &Consent,
-) -> Result<Vec<Document>, AppError> {
-    let token = access_token(state, gateway, consent).await?;
-    let consent_id = consent.id.to_hex();
-    let ctx = SyncContext {
+) -> Result<Consent, AppError> {
+    match consent.status.as_str() {
+        consents::AWAITING => {}
+        consents::AUTHORISED => {
+            return Err(AppError::Conflict(
+                "the consent is already authorised".into(),
+            ));
+        }
+        other => return Err(AppError::Forbidden(format!("the consent is {other}"))),
+    }
+    let secret = state.secrets.current().await?;
+    let client = secret.institution_client()?;
+    let verifier = oauth::pkce_verifier();
+    let grant = Grant {
+        consent_id: consent.id,
+        user_id: consent.user_id,
+        client_id: client.client_id.clone(),
+    };
+    let code = oauth::issue_code(&state.db, &grant, &oauth::pkce_challenge(&verifier)).await?;
+    let tokens = gateway.exchange_code(client, &code, &verifier).await?;
+    let sealed = seal(secret.data_key()?, consent, &tokens)?;
+    consents::mark_authorised(&state.db, consent.id, &sealed)
+        .await?
+        .ok_or_else(|| {
+            AppError::Conflict("the consent changed while it was being authorised".into())
+        })
+}
+
+fn context(consent: &Consent) -> SyncContext {
+    SyncContext {
         institution: consent.institution,
         user_id: consent.user_id,
         user_name: consent.user_name.clone(),
         consent_id: consent.id,
         synced_at: DateTime::now(),
-    };
+    }
+}
+
+/// The consent's products (loans, mortgages, cards) at its institution, normalised, read with
+/// `token` (from [`access_token`], obtained once per unit of work: a second refresh with the
+/// same, now spent, refresh token would be a replay and revoke the consent's tokens).
+pub async fn fetch_products(
+    gateway: &BankGateway,
+    consent: &Consent,
+    token: &str,
+) -> Result<Vec<Document>, AppError> {
+    let consent_id = consent.id.to_hex();
+    let ctx = context(consent);
+    match consent.institution {
+        Institution::GreenBank => {
+            let body = gateway
+                .get_json(
+                    Institution::GreenBank,
+                    "/open-banking/v3.1/aisp/products",
+                    token,
+                    &consent_id,
+                )
+                .await?;
+            normalise::green_products(&body, &ctx)
+        }
+        Institution::MongoDbBank => {
+            let body = gateway
+                .get_json(Institution::MongoDbBank, "/v1/loans", token, &consent_id)
+                .await?;
+            normalise::mdb_loans(&body, &ctx)
+        }
+    }
+}
+
+/// Upserts normalised products like [`upsert_accounts`], then marks `Closed` (never deletes)
+/// the consent owner's products at this institution that the institution no longer returns.
+/// Returns the products as stored and how many were closed.
+pub async fn upsert_products(
+    state: &AppState,
+    consent: &Consent,
+    products: &[Document],
+) -> Result<(Vec<Document>, u64), AppError> {
+    let stored = upsert(
+        state,
+        consent,
+        products,
+        EXTERNAL_PRODUCTS,
+        "ProductCustomer.UserId",
+    )
+    .await?;
+    let returned: Vec<Bson> = stored
+        .iter()
+        .filter_map(|p| {
+            p.get_document("Provenance")
+                .ok()?
+                .get_str("ExternalId")
+                .ok()
+        })
+        .map(|id| Bson::String(id.to_string()))
+        .collect();
+    let closed = state
+        .db
+        .open_finance
+        .collection::<Document>(EXTERNAL_PRODUCTS)
+        .update_many(
+            doc! {
+                "ProductCustomer.UserId": consent.user_id,
+                "Provenance.Institution": consent.institution.id(),
+                "Provenance.ExternalId": {"$nin": returned},
+                "ProductStatus": {"$ne": "Closed"},
+            },
+            doc! {"$set": {"ProductStatus": "Closed", "Provenance.ClosedAt": DateTime::now()}},
+        )
+        .await?;
+    Ok((stored, closed.modified_count))
+}
+
+/// The consent's accounts at its institution, normalised, read with `token` (see
+/// [`fetch_products`]). Nothing is written here.
+pub async fn fetch_accounts(
+    gateway: &BankGateway,
+    consent: &Consent,
+    token: &str,
+) -> Result<Vec<Document>, AppError> {
+    let consent_id = consent.id.to_hex();
+    let ctx = context(consent);
     let with_balances = consent.allows("ReadBalances");
     match consent.institution {
         Institution::GreenBank => {
@@ -86,7 +200,7 @@ pub async fn fetch_accounts(
                 .get_json(
                     Institution::GreenBank,
                     "/open-banking/v3.1/aisp/accounts",
-                    &token,
+                    token,
                     &consent_id,
                 )
                 .await?;
@@ -96,7 +210,7 @@ pub async fn fetch_accounts(
                         .get_json(
                             Institution::GreenBank,
                             "/open-banking/v3.1/aisp/balances",
-                            &token,
+                            token,
                             &consent_id,
                         )
                         .await?,
@@ -109,7 +223,7 @@ pub async fn fetch_accounts(
         Institution::MongoDbBank => {
             let path = format!("/v1/accounts?withBalance={with_balances}");
             let body = gateway
-                .get_json(Institution::MongoDbBank, &path, &token, &consent_id)
+                .get_json(Institution::MongoDbBank, &path, token, &consent_id)
                 .await?;
             normalise::mdb_accounts(&body, &ctx)
         }
@@ -123,38 +237,53 @@ pub async fn upsert_accounts(
     consent: &Consent,
     accounts: &[Document],
 ) -> Result<Vec<Document>, AppError> {
-    let collection = state
-        .db
-        .open_finance
-        .collection::<Document>(EXTERNAL_ACCOUNTS);
-    let mut external_ids = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let external_id = account
+    upsert(
+        state,
+        consent,
+        accounts,
+        EXTERNAL_ACCOUNTS,
+        "AccountUser.UserId",
+    )
+    .await
+}
+
+async fn upsert(
+    state: &AppState,
+    consent: &Consent,
+    documents: &[Document],
+    collection: &str,
+    owner_field: &str,
+) -> Result<Vec<Document>, AppError> {
+    let collection = state.db.open_finance.collection::<Document>(collection);
+    let mut external_ids = Vec::with_capacity(documents.len());
+    for document in documents {
+        let external_id = document
             .get_document("Provenance")
             .and_then(|p| p.get_str("ExternalId"))
-            .map_err(|_| AppError::Internal("a normalised account has no external id".into()))?;
+            .map_err(|_| AppError::Internal("a normalised document has no external id".into()))?;
         external_ids.push(Bson::String(external_id.to_string()));
         let filter = doc! {
             "Provenance.Institution": consent.institution.id(),
             "Provenance.ExternalId": external_id,
-            "AccountUser.UserId": consent.user_id,
+            owner_field: consent.user_id,
         };
         collection
-            .update_one(filter, doc! {"$set": as_set(account)})
+            .update_one(filter, doc! {"$set": as_set(document)})
             .upsert(true)
             .await
-            .map_err(|e| match *e.kind {
-                mongodb::error::ErrorKind::Write(_) if e.to_string().contains("E11000") => {
+            .map_err(|e| {
+                if consents::is_duplicate_key(&e) {
                     AppError::Conflict(
-                        "an account from this institution is linked to another customer".into(),
+                        "a record from this institution is linked to another customer".into(),
                     )
+                } else {
+                    e.into()
                 }
-                _ => e.into(),
             })?;
     }
     Ok(collection
         .find(doc! {
-            "AccountUser.UserId": consent.user_id,
+            owner_field: consent.user_id,
             "Provenance.Institution": consent.institution.id(),
             "Provenance.ExternalId": {"$in": external_ids},
         })
@@ -180,16 +309,21 @@ pub async fn connect_accounts(
         }
         other => return Err(AppError::Forbidden(format!("the consent is {other}"))),
     }
-    if !consents::acquire_lease(&state.db, consent.id, 60).await? {
+    let Some(lease) = consents::acquire_lease(&state.db, consent.id, 60).await? else {
         return Err(AppError::Conflict(
             "this consent is being synchronised already; try again shortly".into(),
         ));
-    }
+    };
     let result = async {
-        let accounts = fetch_accounts(state, gateway, consent).await?;
-        upsert_accounts(state, consent, &accounts).await
+        // Re-read under the lease: the credentials may have been rotated since `consent` was.
+        let consent = consents::get_any(&state.db, consent.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such consent".into()))?;
+        let token = access_token(state, gateway, &consent).await?;
+        let accounts = fetch_accounts(gateway, &consent, &token).await?;
+        upsert_accounts(state, &consent, &accounts).await
     }
     .await;
-    consents::release_lease(&state.db, consent.id).await?;
+    consents::release_lease(&state.db, lease).await?;
     result
 }

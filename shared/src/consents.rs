@@ -3,13 +3,13 @@
 //! scoped to the owning user, so another user's consent is simply not found.
 
 use chrono::Utc;
+use mongodb::Collection;
 use mongodb::bson::{self, DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::ReturnDocument;
-use mongodb::{Collection, bson::Bson};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use crate::db::CONSENTS;
+pub use crate::db::{CONSENTS, LEASES};
 use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS};
 use crate::error::AppError;
 use crate::institutions::Institution;
@@ -73,14 +73,6 @@ pub struct Consent {
         skip_serializing_if = "Option::is_none"
     )]
     pub credentials: Option<SealedCredentials>,
-    /// Until when one worker holds the consent (connect or sync), so its tokens are never
-    /// refreshed twice at once (a rotated refresh token used twice revokes the family).
-    #[serde(
-        rename = "LeaseUntil",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lease_until: Option<DateTime>,
 }
 
 impl Consent {
@@ -92,7 +84,7 @@ impl Consent {
         self.permissions.iter().any(|p| p == permission)
     }
 
-    /// The public JSON shape (no credentials, no lease).
+    /// The public JSON shape (no credentials).
     pub fn to_json(&self) -> Value {
         json!({
             "consentId": self.id.to_hex(),
@@ -142,7 +134,6 @@ pub async fn create(
             at: now,
         }],
         credentials: None,
-        lease_until: None,
     };
     collection(db).insert_one(&consent).await?;
     Ok(consent)
@@ -291,24 +282,77 @@ pub async fn revoke(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<C
     }
 }
 
-/// Takes the consent's lease for `seconds` if nobody holds it. `false` when someone does.
-pub async fn acquire_lease(db: &Db, id: ObjectId, seconds: i64) -> Result<bool, AppError> {
-    let now = DateTime::now();
-    let until = DateTime::from_millis(now.timestamp_millis() + seconds * 1000);
-    let taken = collection(db)
-        .update_one(
-            doc! {"_id": id, "$or": [{"LeaseUntil": Bson::Null}, {"LeaseUntil": {"$lt": now}}]},
-            doc! {"$set": {"LeaseUntil": until}},
-        )
-        .await?;
-    Ok(taken.modified_count == 1)
+/// A worker's exclusive hold on a consent (connect or sync), so its tokens are never
+/// refreshed twice at once: a rotated refresh token presented twice revokes the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub consent_id: ObjectId,
+    pub generation: i64,
 }
 
-pub async fn release_lease(db: &Db, id: ObjectId) -> Result<(), AppError> {
-    collection(db)
-        .update_one(doc! {"_id": id}, doc! {"$unset": {"LeaseUntil": ""}})
+/// Takes the consent's lease for `seconds`, or `None` while someone else holds it. The winner
+/// is decided by inserting the next generation under a unique `_id` — atomic on MongoDB and on
+/// FerretDB alike, where a conditional update is not (FerretDB 1.24 lets concurrent
+/// conditional updates of one document all succeed).
+pub async fn acquire_lease(
+    db: &Db,
+    consent_id: ObjectId,
+    seconds: i64,
+) -> Result<Option<Lease>, AppError> {
+    let leases = db.open_finance.collection::<Document>(LEASES);
+    let now = DateTime::now();
+    let latest = leases
+        .find_one(doc! {"ConsentId": consent_id})
+        .sort(doc! {"Generation": -1})
+        .await?;
+    let generation = match latest {
+        Some(held)
+            if held
+                .get_datetime("Until")
+                .is_ok_and(|until| until.timestamp_millis() > now.timestamp_millis()) =>
+        {
+            return Ok(None);
+        }
+        Some(stale) => stale.get_i64("Generation").unwrap_or(0) + 1,
+        None => 1,
+    };
+    let lease = doc! {
+        "_id": format!("{}:{generation}", consent_id.to_hex()),
+        "ConsentId": consent_id,
+        "Generation": generation,
+        "Until": DateTime::from_millis(now.timestamp_millis() + seconds * 1000),
+    };
+    match leases.insert_one(lease).await {
+        Ok(_) => Ok(Some(Lease {
+            consent_id,
+            generation,
+        })),
+        Err(e) if is_duplicate_key(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives the lease back (and clears any stale earlier generation).
+pub async fn release_lease(db: &Db, lease: Lease) -> Result<(), AppError> {
+    db.open_finance
+        .collection::<Document>(LEASES)
+        .delete_many(doc! {"ConsentId": lease.consent_id, "Generation": {"$lte": lease.generation}})
         .await?;
     Ok(())
+}
+
+/// Whether a write failed on a unique index (E11000).
+pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match &*e.kind {
+        mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => {
+            w.code == 11000
+        }
+        mongodb::error::ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|w| w.iter().any(|w| w.code == 11000)),
+        _ => e.to_string().contains("E11000"),
+    }
 }
 
 #[cfg(test)]
@@ -334,7 +378,6 @@ mod tests {
                 access_token_expires_at: now,
                 refresh_token: "sealed-r".into(),
             }),
-            lease_until: None,
         };
         let text = consent.to_json().to_string();
         assert!(!text.contains("sealed"), "{text}");

@@ -14,6 +14,7 @@ pub const ACCOUNTS: &str = "accounts";
 pub const EXTERNAL_ACCOUNTS: &str = "external_accounts";
 pub const EXTERNAL_PRODUCTS: &str = "external_products";
 pub const CONSENTS: &str = "consents";
+pub const LEASES: &str = "consent_leases";
 
 #[derive(Clone)]
 pub struct Db {

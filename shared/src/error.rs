@@ -35,9 +35,12 @@ pub enum AppError {
     Secrets(String),
     #[error("internal error: {0}")]
     Internal(String),
-    /// An institution's API failed or answered something unusable.
+    /// An institution's API answered something unusable (retrying will not help).
     #[error("{0}")]
     BadGateway(String),
+    /// An institution's API failed (5xx) or could not be reached: worth a bounded retry.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
     /// An institution's API did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
@@ -90,6 +93,14 @@ impl OAuthError {
 }
 
 impl AppError {
+    /// Whether a retry may succeed: an institution timing out, failing or unreachable.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AppError::UpstreamUnavailable(_) | AppError::GatewayTimeout(_)
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -100,7 +111,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::OAuth(e) => e.status,
-            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            AppError::BadGateway(_) | AppError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Config(_)
@@ -113,7 +124,10 @@ impl AppError {
     /// What a client may be told. Server-side failures get a generic sentence; the detail goes
     /// to the log only.
     pub fn public_message(&self) -> String {
-        if let AppError::BadGateway(m) | AppError::GatewayTimeout(m) = self {
+        if let AppError::BadGateway(m)
+        | AppError::UpstreamUnavailable(m)
+        | AppError::GatewayTimeout(m) = self
+        {
             // Composed by the gateway from the institution's status only: safe to show.
             return m.clone();
         }

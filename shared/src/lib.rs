@@ -17,6 +17,7 @@ pub mod provision;
 pub mod secrets;
 pub mod seed;
 pub mod state;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -14,6 +14,8 @@ use crate::error::{AppError, OAuthError};
 
 pub const AUTHORIZATION_CODE: &str = "authorization_code";
 pub const REFRESH_TOKEN: &str = "refresh_token";
+/// The record that a code or refresh token has been redeemed.
+const SPENT: &str = "spent_grant";
 /// Codes are exchanged straight after approval; a minute is plenty.
 pub const CODE_TTL_SECONDS: i64 = 60;
 
@@ -81,50 +83,69 @@ pub async fn issue_refresh_token(
     Ok(token)
 }
 
-/// Marks a code or refresh token used, atomically, so only one redemption can win. A second
-/// presentation of a spent one is a replay: every token of that consent is revoked.
+/// Redeems a code or refresh token once. The single use is decided by inserting a "spent"
+/// marker under a unique key: atomic on MongoDB and on FerretDB alike (a conditional update
+/// is not atomic on FerretDB 1.24). A second presentation of a spent one is a replay, and
+/// every token of that consent is revoked.
 async fn spend(db: &Db, kind: &str, raw: &str, client_id: &str) -> Result<Document, AppError> {
-    let hash = sha256_hex(raw);
-    let spent = db
-        .tokens()
-        .find_one_and_update(
-            doc! {"TokenHash": &hash, "TokenType": kind, "Used": false, "Revoked": false},
-            doc! {"$set": {"Used": true, "TokenDates.LastUseDate": DateTime::now()}},
-        )
-        .await?;
-    let Some(rec) = spent else {
-        if let Some(replayed) = db
-            .tokens()
-            .find_one(doc! {"TokenHash": &hash, "TokenType": kind})
-            .await?
-            && replayed.get_bool("Used").unwrap_or(false)
-            && let Ok(consent_id) = replayed.get_object_id("ConsentId")
-        {
-            tracing::warn!(consent_id = %consent_id, kind, "replayed grant: revoking the consent's tokens");
-            revoke_family(db, consent_id).await?;
-        }
-        return Err(OAuthError::invalid_grant(format!(
+    let invalid = || {
+        OAuthError::invalid_grant(format!(
             "the {} is invalid, used, expired or revoked",
             label(kind)
-        )));
+        ))
     };
+    let hash = sha256_hex(raw);
+    let rec = db
+        .tokens()
+        .find_one(doc! {"TokenHash": &hash, "TokenType": kind})
+        .await?
+        .ok_or_else(invalid)?;
+    if rec.get_bool("Revoked").unwrap_or(true) {
+        return Err(invalid());
+    }
     if rec.get_str("ClientId").ok() != Some(client_id) {
         return Err(OAuthError::invalid_grant(format!(
             "the {} was issued to another client",
             label(kind)
         )));
     }
-    let expired = rec
+    let expiry = rec
         .get_document("TokenDates")
         .and_then(|d| d.get_datetime("ExpiryDate"))
-        .map(|e| e.timestamp_millis() <= DateTime::now().timestamp_millis())
-        .unwrap_or(true);
-    if expired {
+        .ok()
+        .copied();
+    if expiry.is_none_or(|e| e.timestamp_millis() <= DateTime::now().timestamp_millis()) {
         return Err(OAuthError::invalid_grant(format!(
             "the {} has expired",
             label(kind)
         )));
     }
+    let consent_id = rec.get_object_id("ConsentId").ok();
+    let marker = doc! {
+        "_id": format!("spent:{hash}"),
+        "TokenHash": format!("spent:{hash}"),
+        "TokenType": SPENT,
+        "ConsentId": consent_id,
+        "TokenDates": {"CreationDate": DateTime::now(), "ExpiryDate": expiry},
+        // A marker is never a credential.
+        "Revoked": true,
+    };
+    if let Err(e) = db.tokens().insert_one(marker).await {
+        if !crate::consents::is_duplicate_key(&e) {
+            return Err(e.into());
+        }
+        if let Some(consent_id) = consent_id {
+            tracing::warn!(consent_id = %consent_id, kind, "replayed grant: revoking the consent's tokens");
+            revoke_family(db, consent_id).await?;
+        }
+        return Err(invalid());
+    }
+    db.tokens()
+        .update_one(
+            doc! {"_id": rec.get("_id").cloned()},
+            doc! {"$set": {"Used": true, "TokenDates.LastUseDate": DateTime::now()}},
+        )
+        .await?;
     Ok(rec)
 }
 

@@ -19,12 +19,11 @@ use serde_json::{Value, json};
 
 use shared::auth::{authenticate, bearer_token};
 use shared::banks::BankGateway;
-use shared::connect::{connect_accounts, seal};
+use shared::connect::connect_accounts;
 use shared::consents::{self, Consent};
 use shared::db::EXTERNAL_ACCOUNTS;
 use shared::http::{MAX_BODY_BYTES, body_bytes, json_body, plain_json};
 use shared::institutions::{Institution, PERMISSIONS, is_permission};
-use shared::oauth::{self, Grant};
 use shared::{AppError, AppState, Problem};
 
 #[derive(Clone)]
@@ -179,30 +178,11 @@ async fn authorise_consent(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let consent = own_consent(&c, &headers, &id).await?;
-    match consent.status.as_str() {
-        consents::AWAITING => {}
-        consents::AUTHORISED => {
-            return Err(AppError::Conflict("the consent is already authorised".into()).into());
-        }
-        other => return Err(AppError::Forbidden(format!("the consent is {other}")).into()),
-    }
-    let secret = c.state.secrets.current().await?;
-    let client = secret.institution_client()?;
-    let verifier = oauth::pkce_verifier();
-    let grant = Grant {
-        consent_id: consent.id,
-        user_id: consent.user_id,
-        client_id: client.client_id.clone(),
-    };
-    let code = oauth::issue_code(&c.state.db, &grant, &oauth::pkce_challenge(&verifier)).await?;
-    let tokens = c.gateway.exchange_code(client, &code, &verifier).await?;
-    let sealed = seal(secret.data_key()?, &consent, &tokens)?;
-    let authorised = consents::mark_authorised(&c.state.db, consent.id, &sealed)
-        .await?
-        .ok_or_else(|| {
-            AppError::Conflict("the consent changed while it was being authorised".into())
-        })?;
-    Ok(Json(authorised.to_json()))
+    Ok(Json(
+        shared::connect::authorise(&c.state, &c.gateway, &consent)
+            .await?
+            .to_json(),
+    ))
 }
 
 #[derive(Deserialize)]

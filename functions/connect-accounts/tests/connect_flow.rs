@@ -2,196 +2,15 @@
 //! emulated banks and connect-accounts served on an ephemeral local port, Leafy Bank calling
 //! the banks through that port, against FerretDB and the Secrets Manager emulator.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use shared::banks::{BankGateway, GatewayConfig};
 use shared::consents;
 use shared::institutions::Institution;
 use shared::oauth::{self, Grant};
-use shared::testing::TestContext;
-
-const FRIDA: &str = "f4f4184e9669f8a4008243ee00a04482349d462c69ad1d2b4ac0814923eddab0";
-const GRACE: &str = "9dda0b5e262cd9bf68018c1dbed82cbac882e2aeead1712fe9b913ffca91f435";
-const FRIDA_ID: &str = "65a546ae4a8f64e8f88fb89e";
-
-struct Stack {
-    ctx: TestContext,
-    base: String,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Stack {
-    async fn start() -> Stack {
-        let ctx = TestContext::new().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let gateway = BankGateway::new(GatewayConfig::single_host(
-            &base,
-            Duration::from_millis(1500),
-        ))
-        .unwrap();
-        let s = ctx.state.clone();
-        let app = shared::http::finish(
-            axum::Router::new()
-                .merge(token::router(s.clone()))
-                .merge(external_banks::router(s.clone(), true))
-                .merge(connect_accounts::router(s, Arc::new(gateway))),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Stack {
-            ctx,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            request = request.json(&b);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        }
-    }
-
-    async fn raw(&self, path: &str, token: &str, content_type: Option<&str>, body: &str) -> Reply {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .body(body.to_string());
-        if let Some(ct) = content_type {
-            request = request.header("content-type", ct);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        Reply {
-            status,
-            body: response.json().await.unwrap_or(Value::Null),
-        }
-    }
-
-    async fn new_consent(&self, token: &str, institution: &str, permissions: &[&str]) -> String {
-        let reply = self
-            .call(Method::POST, "/consents", Some(token), Some(json!({"institution": institution, "permissions": permissions, "expiresInDays": 90})))
-            .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-        assert_eq!(reply.body["status"], "AwaitingAuthorisation");
-        reply.body["consentId"].as_str().unwrap().to_string()
-    }
-
-    async fn authorised_consent(
-        &self,
-        token: &str,
-        institution: &str,
-        permissions: &[&str],
-    ) -> String {
-        let id = self.new_consent(token, institution, permissions).await;
-        let reply = self
-            .call(
-                Method::POST,
-                &format!("/consents/{id}/authorise"),
-                Some(token),
-                None,
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        assert_eq!(reply.body["status"], "Authorised");
-        id
-    }
-
-    async fn connect(&self, token: &str, consent: &str) -> Reply {
-        self.call(
-            Method::POST,
-            "/accounts/connect",
-            Some(token),
-            Some(json!({"consentId": consent})),
-        )
-        .await
-    }
-
-    /// Every external account, without the sync time (which moves on each connection).
-    async fn accounts_snapshot(&self) -> Vec<Document> {
-        let docs: Vec<Document> = self
-            .ctx
-            .state
-            .db
-            .open_finance
-            .collection::<Document>("external_accounts")
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        docs.into_iter()
-            .map(|mut d| {
-                if let Ok(p) = d.get_document_mut("Provenance") {
-                    p.remove("LastSyncedAt");
-                }
-                d
-            })
-            .collect()
-    }
-
-    async fn set_fault(&self, institution: &str, fault: Document) {
-        let faults = self
-            .ctx
-            .state
-            .db
-            .open_finance
-            .collection::<Document>(external_banks::FAULTS);
-        faults.delete_many(doc! {}).await.unwrap();
-        let mut fault = fault;
-        fault.insert("_id", institution);
-        faults.insert_one(fault).await.unwrap();
-    }
-
-    /// The consent's current access token, decrypted as the sync would.
-    async fn stored_access_token(&self, consent: &str) -> String {
-        let c = consents::get_any(&self.ctx.state.db, ObjectId::parse_str(consent).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let secret = self.ctx.state.secrets.current().await.unwrap();
-        secret
-            .data_key()
-            .unwrap()
-            .open(&c.credentials.unwrap().access_token, consent)
-            .unwrap()
-    }
-}
-
-fn bank_data(institution: &str) -> Value {
-    let path = shared::testing::sample_data_dir().join(format!("banks/{institution}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use testkit::{FRIDA, FRIDA_ID, GRACE, Reply, Stack, bank_data};
 
 #[tokio::test]
 async fn consent_authorise_connect_list_end_to_end_at_green_bank() {
@@ -280,11 +99,11 @@ async fn consent_authorise_connect_list_end_to_end_at_green_bank() {
     assert_eq!(reference["_id"], "678a48b4a9711d00a3aa06dc");
     assert_eq!(reference["AccountBalance"], 7825.0);
 
-    let before = s.accounts_snapshot().await;
+    let before = s.snapshot("external_accounts").await;
     let twice = s.connect(FRIDA, &id).await;
     assert_eq!(twice.status, StatusCode::OK);
     assert_eq!(
-        s.accounts_snapshot().await,
+        s.snapshot("external_accounts").await,
         before,
         "connecting twice changed the documents"
     );
@@ -620,7 +439,7 @@ async fn bank_faults_are_502_or_504_and_write_nothing() {
     let id = s
         .authorised_consent(FRIDA, "green-bank", &["ReadAccountsDetail", "ReadBalances"])
         .await;
-    let before = s.accounts_snapshot().await;
+    let before = s.snapshot("external_accounts").await;
     for (fault, status) in [
         (doc! {"Status": 503}, StatusCode::BAD_GATEWAY),
         (doc! {"Status": 500}, StatusCode::BAD_GATEWAY),
@@ -639,7 +458,7 @@ async fn bank_faults_are_502_or_504_and_write_nothing() {
             reply.body
         );
         assert_eq!(
-            s.accounts_snapshot().await,
+            s.snapshot("external_accounts").await,
             before,
             "{fault} changed the data"
         );

@@ -153,10 +153,12 @@ impl BankGateway {
                     .into(),
             ));
         }
-        Err(AppError::BadGateway(format!(
-            "the token endpoint answered {}",
-            status.as_u16()
-        )))
+        let message = format!("the token endpoint answered {}", status.as_u16());
+        if status.is_server_error() {
+            Err(AppError::UpstreamUnavailable(message))
+        } else {
+            Err(AppError::BadGateway(message))
+        }
     }
 
     /// GETs `path` (with query) from the institution's API with the consent's access token.
@@ -191,6 +193,9 @@ impl BankGateway {
             401 | 403 => Err(AppError::Forbidden(format!(
                 "{name} refused access under this consent"
             ))),
+            s if s >= 500 => Err(AppError::UpstreamUnavailable(format!(
+                "{name} answered {s}"
+            ))),
             s => Err(AppError::BadGateway(format!("{name} answered {s}"))),
         }
     }
@@ -200,7 +205,7 @@ fn transport_error(name: &str, e: &reqwest::Error) -> AppError {
     if e.is_timeout() {
         AppError::GatewayTimeout(format!("{name} did not answer in time"))
     } else {
-        AppError::BadGateway(format!("{name} could not be reached"))
+        AppError::UpstreamUnavailable(format!("{name} could not be reached"))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use mongodb::bson::{self, Bson, DateTime, Document, doc, oid::ObjectId};
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Map, Value};
@@ -87,7 +87,8 @@ fn keep_unmapped(target: &mut Document, source: &Map<String, Value>, consumed: &
         } else {
             key.clone()
         };
-        if let Ok(v) = bson::to_bson(value) {
+        // Read as Extended JSON, so whole numbers become Int32 like the reference data's.
+        if let Ok(v) = Bson::try_from(value.clone()) {
             target.insert(name, v);
         }
     }
@@ -360,6 +361,210 @@ pub fn mdb_accounts(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, Ap
         .collect()
 }
 
+/// The reference fields of one product.
+struct ProductFields<'a> {
+    external_id: &'a str,
+    product_type: &'a str,
+    status: &'a str,
+    amount: f64,
+    currency: String,
+    interest_rate: Option<f64>,
+    opened: Option<DateTime>,
+}
+
+fn product_document(ctx: &SyncContext, f: ProductFields<'_>) -> Document {
+    // The reference's ProductId is the bank's id without the institution prefix.
+    let prefix = ctx.institution.product_external_id("");
+    let product_id = f.external_id.strip_prefix(&prefix).unwrap_or(f.external_id);
+    let mut d = doc! {
+        "ProductId": product_id,
+        "ProductBank": ctx.institution.display_name(),
+        "ProductStatus": f.status,
+        "ProductType": f.product_type,
+        "ProductAmount": f.amount,
+        "ProductCurrency": f.currency,
+    };
+    if let Some(rate) = f.interest_rate {
+        d.insert("ProductInterestRate", rate);
+    }
+    if let Some(at) = f.opened {
+        d.insert("ProductDate", doc! {"OpeningDate": at});
+    }
+    d.insert(
+        "ProductCustomer",
+        doc! {"UserName": &ctx.user_name, "UserId": ctx.user_id},
+    );
+    d.insert("Provenance", provenance(ctx, f.external_id));
+    d
+}
+
+fn rate(ctx: &SyncContext, value: Option<&Value>) -> Result<Option<f64>, AppError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_amount(s)
+            .map(Some)
+            .ok_or_else(|| malformed(ctx, "an interest rate is not a decimal string")),
+        Some(_) => Err(malformed(ctx, "an interest rate is not a decimal string")),
+    }
+}
+
+/// Green Bank (UK Open Banking style): `Data.Product[]` with an outstanding balance.
+pub fn green_products(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, AppError> {
+    let list = body
+        .pointer("/Data/Product")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed(ctx, "Data.Product is missing"))?;
+    list.iter()
+        .map(|value| {
+            let p = value
+                .as_object()
+                .ok_or_else(|| malformed(ctx, "a product is not an object"))?;
+            let id = str_field(p, "ProductId")
+                .ok_or_else(|| malformed(ctx, "a product has no ProductId"))?;
+            let product_type = match str_field(p, "ProductType") {
+                Some("PersonalLoan") | Some("BusinessLoan") => "Loan",
+                Some("Mortgage") => "Mortgage",
+                Some("CreditCard") => "CreditCard",
+                Some(other) => other,
+                None => return Err(malformed(ctx, "a product has no ProductType")),
+            };
+            let amount = p
+                .get("OutstandingBalance")
+                .and_then(|b| b["Amount"].as_str())
+                .and_then(parse_amount)
+                .ok_or_else(|| malformed(ctx, "an outstanding balance is not a decimal string"))?;
+            let currency = currency(
+                ctx,
+                p.get("OutstandingBalance")
+                    .and_then(|b| b["Currency"].as_str()),
+            )?;
+            let status = match str_field(p, "Status") {
+                Some("Active") | None => "Active",
+                Some("Closed") => "Closed",
+                Some(_) => "Pending",
+            };
+            let mut d = product_document(
+                ctx,
+                ProductFields {
+                    external_id: id,
+                    product_type,
+                    status,
+                    amount,
+                    currency,
+                    interest_rate: rate(ctx, p.get("InterestRate"))?,
+                    opened: opening_date(ctx, str_field(p, "OpeningDate"))?,
+                },
+            );
+            keep_unmapped(
+                &mut d,
+                p,
+                &[
+                    "ProductId",
+                    "ProductType",
+                    "OutstandingBalance",
+                    "InterestRate",
+                    "Status",
+                    "OpeningDate",
+                ],
+            );
+            Ok(d)
+        })
+        .collect()
+}
+
+/// MongoDB Bank (Berlin Group style): `loans[]` (consumer loans and mortgages).
+pub fn mdb_loans(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, AppError> {
+    let list = body["loans"]
+        .as_array()
+        .ok_or_else(|| malformed(ctx, "loans is missing"))?;
+    list.iter()
+        .map(|value| {
+            let p = value
+                .as_object()
+                .ok_or_else(|| malformed(ctx, "a loan is not an object"))?;
+            let id = str_field(p, "resourceId")
+                .ok_or_else(|| malformed(ctx, "a loan has no resourceId"))?;
+            let product_type = match str_field(p, "productType") {
+                Some("consumerLoan") => "Loan",
+                Some("mortgage") => "Mortgage",
+                Some("creditCard") => "CreditCard",
+                Some(other) => other,
+                None => return Err(malformed(ctx, "a loan has no productType")),
+            };
+            let outstanding = p.get("outstandingAmount");
+            let amount = outstanding
+                .and_then(|o| o["amount"].as_str())
+                .and_then(parse_amount)
+                .ok_or_else(|| malformed(ctx, "an outstanding amount is not a decimal string"))?;
+            let currency = currency(ctx, outstanding.and_then(|o| o["currency"].as_str()))?;
+            let status = match str_field(p, "status") {
+                Some("active") | None => "Active",
+                Some("closed") => "Closed",
+                Some(_) => "Pending",
+            };
+            let mut d = product_document(
+                ctx,
+                ProductFields {
+                    external_id: id,
+                    product_type,
+                    status,
+                    amount,
+                    currency,
+                    interest_rate: rate(ctx, p.get("interestRate"))?,
+                    opened: opening_date(ctx, str_field(p, "startDate"))?,
+                },
+            );
+            if let Some(details) = str_field(p, "details") {
+                d.insert("MDBProductNarrative", details);
+            }
+            let whole = |key: &str| {
+                p.get(key)
+                    .and_then(Value::as_i64)
+                    .and_then(|n| i32::try_from(n).ok())
+            };
+            if let Some(months) = whole("repaymentPeriodMonths") {
+                d.insert("RepaymentPeriod", months);
+            }
+            if let Some(years) = whole("amortizationPeriodYears") {
+                d.insert("AmortizationPeriod", years);
+            }
+            if let Some(collateral) = str_field(p, "collateral") {
+                d.insert("LoanCollateral", collateral);
+            }
+            if let Some(property) = p.get("property") {
+                let value = property
+                    .pointer("/value/amount")
+                    .and_then(Value::as_str)
+                    .and_then(parse_amount)
+                    .ok_or_else(|| malformed(ctx, "a property value is not a decimal string"))?;
+                let address = property["address"].as_str().unwrap_or_default();
+                d.insert(
+                    "PropertyDetails",
+                    doc! {"Address": address, "PropertyValue": value},
+                );
+            }
+            keep_unmapped(
+                &mut d,
+                p,
+                &[
+                    "resourceId",
+                    "productType",
+                    "outstandingAmount",
+                    "interestRate",
+                    "status",
+                    "startDate",
+                    "details",
+                    "repaymentPeriodMonths",
+                    "amortizationPeriodYears",
+                    "collateral",
+                    "property",
+                ],
+            );
+            Ok(d)
+        })
+        .collect()
+}
+
 /// The `$set` for an upsert: sub-documents as dotted paths, so the filter's dotted keys and
 /// the update never touch the same path twice.
 pub fn as_set(document: &Document) -> Document {
@@ -524,6 +729,74 @@ mod tests {
         assert!(mdb_accounts(&bad_amount, &c).is_err());
         let bad_currency = json!({"accounts": [{"resourceId": "x", "currency": "euro", "cashAccountType": "SVGS"}]});
         assert!(mdb_accounts(&bad_currency, &c).is_err());
+    }
+
+    #[test]
+    fn green_bank_products_map_to_reference_fields() {
+        let c = ctx(Institution::GreenBank);
+        let body = json!({"Data": {"Product": [{
+            "ProductId": "GB-PRD-3359", "ProductType": "Mortgage", "Status": "Active",
+            "OpeningDate": "2020-01-01T00:00:00Z", "InterestRate": "3.78",
+            "OutstandingBalance": {"Amount": "14500.00", "Currency": "USD"},
+            "AmortizationPeriod": 30, "PropertyDetails": {"Address": "1 Road", "PropertyValue": 200000},
+            "GreenProductNarrative": "Mortgage"
+        }]}});
+        let d = &green_products(&body, &c).unwrap()[0];
+        assert_eq!(d.get_str("ProductId").unwrap(), "3359");
+        assert_eq!(d.get_str("ProductType").unwrap(), "Mortgage");
+        assert_eq!(d.get_f64("ProductAmount").unwrap(), 14500.0);
+        assert_eq!(d.get_f64("ProductInterestRate").unwrap(), 3.78);
+        assert_eq!(d.get_i32("AmortizationPeriod").unwrap(), 30);
+        assert_eq!(
+            d.get_document("PropertyDetails")
+                .unwrap()
+                .get_i32("PropertyValue")
+                .unwrap(),
+            200000
+        );
+        assert_eq!(
+            d.get_document("Provenance")
+                .unwrap()
+                .get_str("ExternalId")
+                .unwrap(),
+            "GB-PRD-3359"
+        );
+        let bad = json!({"Data": {"Product": [{"ProductId": "x", "ProductType": "Mortgage", "OutstandingBalance": {"Amount": "1e5", "Currency": "USD"}}]}});
+        assert!(green_products(&bad, &c).is_err());
+    }
+
+    #[test]
+    fn mongodb_bank_loans_map_to_reference_fields() {
+        let c = ctx(Institution::MongoDbBank);
+        let body = json!({"loans": [{
+            "resourceId": "mdb-prd-3463", "productType": "mortgage", "status": "active", "startDate": "2020-10-23",
+            "outstandingAmount": {"currency": "USD", "amount": "43500.00"}, "interestRate": "2.62",
+            "amortizationPeriodYears": 20, "details": "Mortgage at MongoDB Bank",
+            "property": {"address": "123 Main St", "value": {"currency": "USD", "amount": "91719.00"}}
+        }]});
+        let d = &mdb_loans(&body, &c).unwrap()[0];
+        assert_eq!(d.get_str("ProductId").unwrap(), "3463");
+        assert_eq!(d.get_str("ProductType").unwrap(), "Mortgage");
+        assert_eq!(d.get_f64("ProductAmount").unwrap(), 43500.0);
+        assert_eq!(d.get_i32("AmortizationPeriod").unwrap(), 20);
+        assert_eq!(
+            d.get_document("PropertyDetails")
+                .unwrap()
+                .get_f64("PropertyValue")
+                .unwrap(),
+            91719.0
+        );
+        assert_eq!(
+            d.get_str("MDBProductNarrative").unwrap(),
+            "Mortgage at MongoDB Bank"
+        );
+        assert!(
+            mdb_loans(
+                &json!({"loans": [{"resourceId": "x", "productType": "mortgage"}]}),
+                &c
+            )
+            .is_err()
+        );
     }
 
     #[test]

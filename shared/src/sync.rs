@@ -1,0 +1,475 @@
+//! The product and balance sync: every authorised consent's accounts and products fetched
+//! again and upserted, on demand for one customer or on a schedule for everyone.
+//!
+//! - Bounded concurrency; a failing institution or consent is recorded and the others go on.
+//! - Bounded retries with exponential backoff and jitter on timeouts and 5xx, none on 4xx.
+//! - Deadline aware: no consent is started when the remaining time is under a margin; the run
+//!   records the last consent it started and the next scheduled run resumes after it.
+//! - Idempotent: unique (institution, external id) keys and upserts; a lease on each consent
+//!   keeps two runs from working on (and refreshing the tokens of) the same consent at once.
+//! - Every run writes a `sync_runs` document with its outcome per consent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::banks::BankGateway;
+use crate::connect::{
+    access_token, fetch_accounts, fetch_products, upsert_accounts, upsert_products,
+};
+use crate::consents::{self, Consent};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub const SYNC_RUNS: &str = "sync_runs";
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Consents synced at once (`SYNC_CONCURRENCY`, default 8).
+    pub concurrency: usize,
+    /// Retries after the first attempt on timeouts and 5xx (`SYNC_MAX_RETRIES`, default 2).
+    pub retries: u32,
+    /// First backoff; doubles per retry, plus up to as much again of jitter.
+    pub backoff: Duration,
+    /// No consent is started with less than this left before the deadline
+    /// (`SYNC_STOP_MARGIN_MS`, default 10000).
+    pub stop_margin: Duration,
+    /// How long a consent's lease lasts; longer than one consent's work with its retries.
+    pub lease_seconds: i64,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            concurrency: 8,
+            retries: 2,
+            backoff: Duration::from_millis(200),
+            stop_margin: Duration::from_secs(10),
+            lease_seconds: 120,
+        }
+    }
+}
+
+impl SyncOptions {
+    pub fn from_env() -> Result<Self, AppError> {
+        let mut options = SyncOptions::default();
+        let number = |key: &str| -> Result<Option<u64>, AppError> {
+            std::env::var(key)
+                .ok()
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        AppError::Config(format!(
+                            "environment variable {key} must be a whole number"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(n) = number("SYNC_CONCURRENCY")? {
+            options.concurrency = (n as usize).clamp(1, 64);
+        }
+        if let Some(n) = number("SYNC_MAX_RETRIES")? {
+            options.retries = n.min(5) as u32;
+        }
+        if let Some(n) = number("SYNC_STOP_MARGIN_MS")? {
+            options.stop_margin = Duration::from_millis(n);
+        }
+        Ok(options)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Every authorised consent, resuming where an interrupted scheduled run stopped.
+    Scheduled,
+    /// One customer's authorised consents, now.
+    OnDemand(ObjectId),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConsentOutcome {
+    #[serde(rename = "ConsentId")]
+    pub consent_id: ObjectId,
+    #[serde(rename = "Institution")]
+    pub institution: String,
+    #[serde(rename = "UserId")]
+    pub user_id: ObjectId,
+    /// `Synced`, `Failed`, `Expired` or `Skipped`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    #[serde(rename = "Accounts")]
+    pub accounts: usize,
+    #[serde(rename = "Products")]
+    pub products: usize,
+    #[serde(rename = "ClosedProducts")]
+    pub closed_products: u64,
+    #[serde(rename = "Attempts")]
+    pub attempts: u32,
+    #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Counts {
+    #[serde(rename = "Consents")]
+    pub consents: usize,
+    #[serde(rename = "Synced")]
+    pub synced: usize,
+    #[serde(rename = "Failed")]
+    pub failed: usize,
+    #[serde(rename = "Expired")]
+    pub expired: usize,
+    #[serde(rename = "Skipped")]
+    pub skipped: usize,
+    #[serde(rename = "Accounts")]
+    pub accounts: usize,
+    #[serde(rename = "Products")]
+    pub products: usize,
+    #[serde(rename = "ClosedProducts")]
+    pub closed_products: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: ObjectId,
+    /// `Succeeded`, `PartiallySucceeded` or `Failed`.
+    pub status: String,
+    /// Whether every selected consent was started (false when the deadline stopped the run).
+    pub complete: bool,
+    /// The last consent started, when the run stopped early: the next run resumes after it.
+    pub resume_after: Option<ObjectId>,
+    pub counts: Counts,
+    pub outcomes: Vec<ConsentOutcome>,
+    pub peak_concurrency: usize,
+}
+
+impl RunReport {
+    /// The run as the API shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "runId": self.run_id.to_hex(),
+            "status": self.status,
+            "complete": self.complete,
+            "counts": self.counts,
+            "consents": self.outcomes.iter().map(|o| serde_json::json!({
+                "consentId": o.consent_id.to_hex(),
+                "institution": o.institution,
+                "status": o.status,
+                "accounts": o.accounts,
+                "products": o.products,
+                "closedProducts": o.closed_products,
+                "attempts": o.attempts,
+                "error": o.error,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The overall status from the outcomes: any failure makes it partial, all failures failed.
+pub fn run_status(counts: &Counts) -> &'static str {
+    match (counts.failed, counts.consents - counts.failed) {
+        (0, _) => "Succeeded",
+        (_, 0) => "Failed",
+        _ => "PartiallySucceeded",
+    }
+}
+
+/// Exponential backoff with jitter before retry `attempt` (1-based).
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exponential = base.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    let jitter = rand::thread_rng().gen_range(0..=exponential.as_millis() as u64);
+    exponential + Duration::from_millis(jitter)
+}
+
+async fn select_consents(
+    state: &AppState,
+    trigger: Trigger,
+) -> Result<(Vec<Consent>, Option<ObjectId>), AppError> {
+    let mut filter = doc! {"Status": consents::AUTHORISED};
+    let mut resumed = None;
+    match trigger {
+        Trigger::OnDemand(user) => {
+            filter.insert("UserId", user);
+        }
+        Trigger::Scheduled => {
+            let last = state
+                .db
+                .open_finance
+                .collection::<Document>(SYNC_RUNS)
+                .find_one(doc! {"Trigger": "Scheduled", "FinishedAt": {"$exists": true}})
+                .sort(doc! {"StartedAt": -1})
+                .await?;
+            if let Some(after) = last.and_then(|run| run.get_object_id("ResumeAfter").ok()) {
+                filter.insert("_id", doc! {"$gt": after});
+                resumed = Some(after);
+            }
+        }
+    }
+    let list = consents::collection(&state.db)
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok((list, resumed))
+}
+
+/// Runs one sync. `deadline` is when the Lambda invocation ends (none on demand locally).
+pub async fn run(
+    state: &AppState,
+    gateway: &BankGateway,
+    trigger: Trigger,
+    deadline: Option<Instant>,
+    options: &SyncOptions,
+) -> Result<RunReport, AppError> {
+    let runs = state.db.open_finance.collection::<Document>(SYNC_RUNS);
+    let run_id = ObjectId::new();
+    let mut record = doc! {"_id": run_id, "Trigger": match trigger { Trigger::Scheduled => "Scheduled", Trigger::OnDemand(_) => "OnDemand" }, "StartedAt": DateTime::now(), "Status": "Running"};
+    if let Trigger::OnDemand(user) = trigger {
+        record.insert("UserId", user);
+    }
+    runs.insert_one(record).await?;
+    let (selected, resumed_after) = select_consents(state, trigger).await?;
+
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let total = selected.len();
+    let outcomes: Vec<ConsentOutcome> = stream::iter(selected.clone())
+        // Checked as each consent is about to start, so the deadline stops new work only.
+        .take_while(|_: &Consent| {
+            let go = deadline
+                .is_none_or(|d| d.saturating_duration_since(Instant::now()) > options.stop_margin);
+            if go {
+                started.fetch_add(1, Ordering::SeqCst);
+            }
+            std::future::ready(go)
+        })
+        .map(|consent: Consent| {
+            let (in_flight, peak) = (in_flight.clone(), peak.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let outcome = sync_consent(state, gateway, &consent, options).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                outcome
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+
+    let started = started.load(Ordering::SeqCst);
+    let complete = started == total;
+    let resume_after = if complete {
+        None
+    } else {
+        started
+            .checked_sub(1)
+            .map(|i| selected[i].id)
+            .or(resumed_after)
+    };
+    let mut counts = Counts {
+        consents: outcomes.len(),
+        ..Counts::default()
+    };
+    for o in &outcomes {
+        match o.status.as_str() {
+            "Synced" => counts.synced += 1,
+            "Failed" => counts.failed += 1,
+            "Expired" => counts.expired += 1,
+            _ => counts.skipped += 1,
+        }
+        counts.accounts += o.accounts;
+        counts.products += o.products;
+        counts.closed_products += o.closed_products;
+    }
+    let status = run_status(&counts).to_string();
+    let mut update = doc! {
+        "FinishedAt": DateTime::now(),
+        "Status": &status,
+        "Complete": complete,
+        "Counts": to_bson(&counts)?,
+        "Outcomes": to_bson(&outcomes)?,
+        "PeakConcurrency": peak.load(Ordering::SeqCst) as i64,
+    };
+    if let Some(after) = resume_after {
+        update.insert("ResumeAfter", after);
+    }
+    if let Some(after) = resumed_after {
+        update.insert("ResumedAfter", after);
+    }
+    runs.update_one(doc! {"_id": run_id}, doc! {"$set": update})
+        .await?;
+    tracing::info!(run_id = %run_id, status = %status, complete, consents = counts.consents, failed = counts.failed, "sync run finished");
+    Ok(RunReport {
+        run_id,
+        status,
+        complete,
+        resume_after,
+        counts,
+        outcomes,
+        peak_concurrency: peak.load(Ordering::SeqCst),
+    })
+}
+
+fn to_bson<T: Serialize>(value: &T) -> Result<mongodb::bson::Bson, AppError> {
+    mongodb::bson::to_bson(value)
+        .map_err(|e| AppError::Internal(format!("cannot encode a sync record: {e}")))
+}
+
+/// Syncs one consent: re-read (it may have changed since selection), expired ones marked so,
+/// revoked ones skipped, then under its lease with bounded retries.
+pub async fn sync_consent(
+    state: &AppState,
+    gateway: &BankGateway,
+    selected: &Consent,
+    options: &SyncOptions,
+) -> ConsentOutcome {
+    let mut outcome = ConsentOutcome {
+        consent_id: selected.id,
+        institution: selected.institution.id().to_string(),
+        user_id: selected.user_id,
+        status: "Skipped".into(),
+        accounts: 0,
+        products: 0,
+        closed_products: 0,
+        attempts: 0,
+        error: None,
+    };
+    let consent = match consents::get_any(&state.db, selected.id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            outcome.error = Some("the consent no longer exists".into());
+            return outcome;
+        }
+        Err(e) => return failed(outcome, &e),
+    };
+    match consent.status.as_str() {
+        consents::AUTHORISED => {}
+        consents::EXPIRED => {
+            outcome.status = "Expired".into();
+            return outcome;
+        }
+        other => {
+            outcome.error = Some(format!("the consent is {other}"));
+            return outcome;
+        }
+    }
+    let lease = match consents::acquire_lease(&state.db, consent.id, options.lease_seconds).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            outcome.error = Some("another run is syncing this consent".into());
+            return outcome;
+        }
+        Err(e) => return failed(outcome, &e),
+    };
+    let mut result = Err(AppError::Internal("not attempted".into()));
+    for attempt in 1..=options.retries + 1 {
+        outcome.attempts = attempt;
+        result = sync_once(state, gateway, consent.id).await;
+        match &result {
+            Err(e) if e.is_transient() && attempt <= options.retries => {
+                tokio::time::sleep(backoff(options.backoff, attempt)).await;
+            }
+            _ => break,
+        }
+    }
+    if let Err(e) = consents::release_lease(&state.db, lease).await {
+        tracing::warn!(consent_id = %consent.id, error = %e, "could not release a lease; it will lapse");
+    }
+    match result {
+        Ok((accounts, products, closed)) => {
+            outcome.status = "Synced".into();
+            outcome.accounts = accounts;
+            outcome.products = products;
+            outcome.closed_products = closed;
+            outcome
+        }
+        Err(e) => failed(outcome, &e),
+    }
+}
+
+fn failed(mut outcome: ConsentOutcome, e: &AppError) -> ConsentOutcome {
+    tracing::warn!(consent_id = %outcome.consent_id, error = %e, "consent sync failed");
+    outcome.status = "Failed".into();
+    outcome.error = Some(e.public_message());
+    outcome
+}
+
+/// One attempt: the consent read fresh (its credentials may have rotated), one access token,
+/// everything fetched, then written.
+async fn sync_once(
+    state: &AppState,
+    gateway: &BankGateway,
+    id: ObjectId,
+) -> Result<(usize, usize, u64), AppError> {
+    let consent = consents::get_any(&state.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("the consent no longer exists".into()))?;
+    let token = access_token(state, gateway, &consent).await?;
+    let accounts = fetch_accounts(gateway, &consent, &token).await?;
+    let products = if consent.allows("ReadProducts") {
+        Some(fetch_products(gateway, &consent, &token).await?)
+    } else {
+        None
+    };
+    let stored_accounts = upsert_accounts(state, &consent, &accounts).await?;
+    let (stored_products, closed) = match products {
+        Some(p) => upsert_products(state, &consent, &p).await?,
+        None => (Vec::new(), 0),
+    };
+    Ok((stored_accounts.len(), stored_products.len(), closed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson;
+
+    #[test]
+    fn status_follows_failures() {
+        let c = |consents, failed| Counts {
+            consents,
+            failed,
+            ..Counts::default()
+        };
+        assert_eq!(run_status(&c(0, 0)), "Succeeded");
+        assert_eq!(run_status(&c(3, 0)), "Succeeded");
+        assert_eq!(run_status(&c(3, 1)), "PartiallySucceeded");
+        assert_eq!(run_status(&c(3, 3)), "Failed");
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..=3 {
+            let exp = base * (1 << (attempt - 1));
+            let d = backoff(base, attempt);
+            assert!(d >= exp && d <= exp * 2, "{attempt}: {d:?}");
+        }
+        assert!(backoff(base, 30) <= base * 64 * 2);
+    }
+
+    #[test]
+    fn counts_encode_for_the_run_record() {
+        let counts = Counts {
+            consents: 2,
+            synced: 1,
+            failed: 1,
+            ..Counts::default()
+        };
+        let b = bson::to_document(&counts).unwrap();
+        assert_eq!(
+            b.get_i64("Consents")
+                .or(b.get_i32("Consents").map(i64::from))
+                .unwrap(),
+            2
+        );
+    }
+}
