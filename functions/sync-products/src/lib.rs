@@ -1,0 +1,156 @@
+//! Product and balance sync: `POST /products/sync` for the caller's consents now, the scheduled
+//! run for every authorised consent, `GET /products`, and the legacy product routes.
+
+mod legacy;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use mongodb::bson::{Document, doc, oid::ObjectId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use shared::auth::{authenticate, bearer_token};
+use shared::banks::BankGateway;
+use shared::db::EXTERNAL_PRODUCTS;
+use shared::http::{MAX_BODY_BYTES, plain_json};
+use shared::institutions::Institution;
+use shared::sync::{self, SyncOptions, Trigger};
+use shared::{AppError, AppState, Problem};
+
+/// The product types the reference data and the normalisers know.
+pub const PRODUCT_TYPES: [&str; 3] = ["Loan", "Mortgage", "CreditCard"];
+
+#[derive(Clone)]
+pub struct Sync {
+    pub state: AppState,
+    pub gateway: Arc<BankGateway>,
+    pub options: Arc<SyncOptions>,
+}
+
+pub fn router(state: AppState, gateway: Arc<BankGateway>, options: SyncOptions) -> Router {
+    Router::new()
+        .route("/products/sync", post(sync_now))
+        .route("/products", get(list_products))
+        .merge(legacy::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Sync {
+            state,
+            gateway,
+            options: Arc::new(options),
+        })
+}
+
+/// The scheduled run, for an EventBridge scheduled event (anything else is refused, so a
+/// misrouted invocation does not start a sync).
+pub async fn handle_scheduled(
+    state: &AppState,
+    gateway: &BankGateway,
+    options: &SyncOptions,
+    event: &Value,
+    deadline: Option<Instant>,
+) -> Result<Value, AppError> {
+    if event["detail-type"] != "Scheduled Event" || event["source"] != "aws.events" {
+        return Err(AppError::BadRequest(
+            "not an EventBridge scheduled event".into(),
+        ));
+    }
+    let report = sync::run(state, gateway, Trigger::Scheduled, deadline, options).await?;
+    Ok(report.to_json())
+}
+
+async fn user(state: &AppState, headers: &HeaderMap) -> Result<ObjectId, AppError> {
+    authenticate(state, bearer_token(headers))
+        .await?
+        .user_id
+        .ok_or_else(|| AppError::Forbidden("this token does not act for a customer".into()))
+}
+
+/// `POST /products/sync`: the caller's authorised consents, synced now.
+async fn sync_now(State(s): State<Sync>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    let user_id = user(&s.state, &headers).await?;
+    let report = sync::run(
+        &s.state,
+        &s.gateway,
+        Trigger::OnDemand(user_id),
+        None,
+        &s.options,
+    )
+    .await?;
+    Ok(Json(report.to_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductsQuery {
+    institution: Option<String>,
+    #[serde(rename = "type")]
+    product_type: Option<String>,
+}
+
+async fn list_products(
+    State(s): State<Sync>,
+    headers: HeaderMap,
+    query: Result<Query<ProductsQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let user_id = user(&s.state, &headers).await?;
+    let Query(query) = query.map_err(|_| {
+        AppError::BadRequest("the query parameters are institution and type".into())
+    })?;
+    let institution = query
+        .institution
+        .as_deref()
+        .map(|i| {
+            Institution::parse(i).ok_or_else(|| AppError::BadRequest("unknown institution".into()))
+        })
+        .transpose()?;
+    let product_type = query
+        .product_type
+        .as_deref()
+        .map(|t| {
+            PRODUCT_TYPES.contains(&t).then_some(t).ok_or_else(|| {
+                AppError::BadRequest(format!("type must be one of {}", PRODUCT_TYPES.join(", ")))
+            })
+        })
+        .transpose()?;
+    Ok(Json(
+        json!({"products": products_of(&s.state, user_id, institution, product_type, true).await?}),
+    ))
+}
+
+/// The user's external products, optionally filtered.
+pub(crate) async fn products_of(
+    state: &AppState,
+    user_id: ObjectId,
+    institution: Option<Institution>,
+    product_type: Option<&str>,
+    include_closed: bool,
+) -> Result<Vec<Value>, AppError> {
+    let mut filter = doc! {"ProductCustomer.UserId": user_id};
+    if let Some(i) = institution {
+        filter.insert("ProductBank", i.display_name());
+    }
+    if let Some(t) = product_type {
+        filter.insert("ProductType", t);
+    }
+    if !include_closed {
+        filter.insert("ProductStatus", doc! {"$ne": "Closed"});
+        filter.insert("Provenance.ConnectionStatus", doc! {"$ne": "Disconnected"});
+    }
+    let docs: Vec<Document> = state
+        .db
+        .open_finance
+        .collection::<Document>(EXTERNAL_PRODUCTS)
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs.into_iter().map(|d| plain_json(&d.into())).collect())
+}
