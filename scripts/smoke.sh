@@ -44,5 +44,14 @@ expect 200 '"status":"Authorised"' -- -X POST -H "Authorization: Bearer $TOKEN" 
 expect 200 '"AccountBank":"Green Bank"' -- -X POST -H "Authorization: Bearer $TOKEN" \
   -H 'Content-Type: application/json' -d "{\"consentId\":\"$CONSENT\"}" "$API/accounts/connect"
 expect 200 '"AccountBalance":-312.45' -- -H "Authorization: Bearer $TOKEN" "$API/accounts?institution=green-bank"
+# 7. Products: a consent covering them at MongoDB Bank, synced on demand, then listed.
+expect 201 '"status":"AwaitingAuthorisation"' -- -X POST -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d '{"institution":"mongodb-bank","permissions":["ReadAccountsDetail","ReadBalances","ReadProducts"],"expiresInDays":30}' \
+  "$API/consents"
+MDB_CONSENT="$(sed -E 's/.*"consentId":"([^"]+)".*/\1/' <<<"$LAST_BODY")"
+expect 200 '"status":"Authorised"' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/consents/$MDB_CONSENT/authorise"
+expect 200 '"status":"Succeeded"' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/products/sync"
+expect 200 '"ProductType":"Mortgage"' -- -H "Authorization: Bearer $TOKEN" "$API/products?institution=mongodb-bank&type=Mortgage"
 expect 200 '"status":"Revoked"' -- -X DELETE -H "Authorization: Bearer $TOKEN" "$API/consents/$CONSENT"
 echo "smoke: $passed passed, 0 failed"

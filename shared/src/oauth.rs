@@ -16,6 +16,10 @@ pub const AUTHORIZATION_CODE: &str = "authorization_code";
 pub const REFRESH_TOKEN: &str = "refresh_token";
 /// The record that a code or refresh token has been redeemed.
 const SPENT: &str = "spent_grant";
+/// A refresh token presented again this soon after its rotation, by the same client, is a
+/// retry whose answer was lost (a timeout after the server rotated), not a replay: it rotates
+/// again instead of revoking the family. Codes get no such grace.
+pub const REFRESH_REUSE_GRACE_SECONDS: i64 = 30;
 /// Codes are exchanged straight after approval; a minute is plenty.
 pub const CODE_TTL_SECONDS: i64 = 60;
 
@@ -126,6 +130,7 @@ async fn spend(db: &Db, kind: &str, raw: &str, client_id: &str) -> Result<Docume
         "TokenHash": format!("spent:{hash}"),
         "TokenType": SPENT,
         "ConsentId": consent_id,
+        "ClientId": client_id,
         "TokenDates": {"CreationDate": DateTime::now(), "ExpiryDate": expiry},
         // A marker is never a credential.
         "Revoked": true,
@@ -133,6 +138,13 @@ async fn spend(db: &Db, kind: &str, raw: &str, client_id: &str) -> Result<Docume
     if let Err(e) = db.tokens().insert_one(marker).await {
         if !crate::consents::is_duplicate_key(&e) {
             return Err(e.into());
+        }
+        if kind == REFRESH_TOKEN && within_reuse_grace(db, &hash, client_id).await? {
+            tracing::info!(
+                kind,
+                "refresh token reused within the grace period: rotating again"
+            );
+            return Ok(rec);
         }
         if let Some(consent_id) = consent_id {
             tracing::warn!(consent_id = %consent_id, kind, "replayed grant: revoking the consent's tokens");
@@ -147,6 +159,24 @@ async fn spend(db: &Db, kind: &str, raw: &str, client_id: &str) -> Result<Docume
         )
         .await?;
     Ok(rec)
+}
+
+/// Whether the token with digest `hash` was spent by `client_id` less than the grace period ago.
+async fn within_reuse_grace(db: &Db, hash: &str, client_id: &str) -> Result<bool, AppError> {
+    let Some(marker) = db
+        .tokens()
+        .find_one(doc! {"_id": format!("spent:{hash}")})
+        .await?
+    else {
+        return Ok(false);
+    };
+    let spent_at = marker
+        .get_document("TokenDates")
+        .and_then(|d| d.get_datetime("CreationDate"))
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0);
+    let recent = DateTime::now().timestamp_millis() - spent_at < REFRESH_REUSE_GRACE_SECONDS * 1000;
+    Ok(recent && marker.get_str("ClientId").ok() == Some(client_id))
 }
 
 fn label(kind: &str) -> &'static str {

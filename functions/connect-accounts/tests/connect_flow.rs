@@ -767,6 +767,28 @@ async fn pkce_single_use_codes_and_refresh_rotation_with_replay_detection() {
     let r2 = rotated.body["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(r1, r2);
     let access = rotated.body["access_token"].as_str().unwrap().to_string();
+
+    // Presented again within the grace period (a retry after a lost answer): rotates again.
+    let retried = token_call(
+        &s,
+        &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+
+    // The same reuse after the grace period is a replay: refused, and the family revoked.
+    let long_ago = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis()
+            - (oauth::REFRESH_REUSE_GRACE_SECONDS + 1) * 1000,
+    );
+    let spent_marker = format!("spent:{}", shared::auth::hash::sha256_hex(&r1));
+    db.tokens()
+        .update_one(
+            doc! {"_id": spent_marker},
+            doc! {"$set": {"TokenDates.CreationDate": long_ago}},
+        )
+        .await
+        .unwrap();
     let replay = token_call(
         &s,
         &[("grant_type", "refresh_token"), ("refresh_token", &r1)],

@@ -9,6 +9,7 @@ use std::time::Duration;
 use shared::AppState;
 use shared::banks::{BankGateway, GatewayConfig};
 use shared::secrets::SecretNeeds;
+use shared::sync::SyncOptions;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -24,12 +25,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
     };
     let faults = external_banks::faults_enabled_from_env()?;
+    let gateway = Arc::new(BankGateway::new(gateway)?);
     let app = axum::Router::new()
         .merge(token::router(state.clone()))
         .merge(external_banks::router(state.clone(), faults))
-        .merge(connect_accounts::router(
+        .merge(connect_accounts::router(state.clone(), gateway.clone()))
+        .merge(sync_products::router(
             state,
-            Arc::new(BankGateway::new(gateway)?),
+            gateway,
+            SyncOptions::from_env()?,
         ));
     shared::http::serve(shared::http::finish(app)).await
 }

@@ -1,0 +1,111 @@
+//! Sync benchmark: N generated customers with an authorised consent at each bank, their
+//! access tokens expired (so every consent refreshes, as an hourly run would), then one
+//! scheduled sync per concurrency level. Prints consents per second, database round trips per
+//! consent (commands counted by the driver's command monitor) and the peak concurrency used.
+//!
+//! Run with `scripts/bench.sh` (it starts a throw-away FerretDB and Secrets Manager emulator);
+//! `BENCH_CUSTOMERS` sets N (default 1000). Everything — token server, emulated banks, sync and
+//! database — shares this machine's cores, so the figures are for the whole system here.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
+use shared::consents;
+use shared::institutions::Institution;
+use shared::sync::{self, SyncOptions, Trigger};
+use testkit::Stack;
+
+const PERMISSIONS: [&str; 3] = ["ReadAccountsDetail", "ReadBalances", "ReadProducts"];
+
+#[tokio::main]
+async fn main() {
+    let customers: usize = std::env::var("BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let s =
+        Stack::with(|state, gateway| sync_products::router(state, gateway, SyncOptions::default()))
+            .await;
+    let (state, gateway, db) = (&s.ctx.state, &s.gateway, &s.ctx.state.db);
+
+    let setup = Instant::now();
+    let pairs: Vec<(ObjectId, Institution)> = (0..customers)
+        .map(|_| ObjectId::new())
+        .flat_map(|user| Institution::ALL.map(|bank| (user, bank)))
+        .collect();
+    let authorised = stream::iter(pairs)
+        .map(|(user, bank)| async move {
+            let consent = consents::create(
+                db,
+                user,
+                &format!("bench_{}", user.to_hex()),
+                bank,
+                PERMISSIONS.map(String::from).to_vec(),
+                90,
+            )
+            .await
+            .expect("consent");
+            shared::connect::authorise(state, gateway, &consent)
+                .await
+                .expect("authorise")
+        })
+        .buffer_unordered(8)
+        .count()
+        .await;
+    println!(
+        "setup: {customers} customers, {authorised} authorised consents in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let (counting, commands) = s.ctx.counting_state().await;
+    println!(
+        "\n{:>11} {:>9} {:>10} {:>13} {:>15} {:>7} {:>9}",
+        "concurrency", "consents", "seconds", "consents/s", "round trips/c", "peak", "status"
+    );
+    for concurrency in [1, 8, 32] {
+        // Every access token expired: each consent refreshes, as on an hourly schedule.
+        db.open_finance
+            .collection::<Document>(consents::CONSENTS)
+            .update_many(
+                doc! {},
+                doc! {"$set": {"Credentials.AccessTokenExpiresAt": DateTime::from_millis(0)}},
+            )
+            .await
+            .unwrap();
+        // Resume from the beginning each time: forget earlier runs.
+        db.open_finance
+            .collection::<Document>(sync::SYNC_RUNS)
+            .delete_many(doc! {})
+            .await
+            .unwrap();
+        let options = SyncOptions {
+            concurrency,
+            stop_margin: Duration::ZERO,
+            ..SyncOptions::default()
+        };
+        commands.take();
+        let started = Instant::now();
+        let report = sync::run(&counting, &s.gateway, Trigger::Scheduled, None, &options)
+            .await
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let n = report.outcomes.len();
+        println!(
+            "{concurrency:>11} {n:>9} {seconds:>10.2} {:>13.1} {:>15.1} {:>7} {:>9}",
+            n as f64 / seconds,
+            commands.take() as f64 / n as f64,
+            report.peak_concurrency,
+            report.status,
+        );
+        assert_eq!(
+            report.counts.failed,
+            0,
+            "{:?}",
+            report.outcomes.iter().find(|o| o.status == "Failed")
+        );
+    }
+    println!(
+        "\n(round trips: the sync's own database commands per consent; the token server's and the emulated banks' are not counted)"
+    );
+}
