@@ -151,6 +151,8 @@ impl Db {
             )
             .await?;
         }
+        // The indexes the insights pipelines need beyond these.
+        crate::insights::ensure_insights_indexes(self).await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod insights;
 pub mod institutions;
 pub mod logging;
 pub mod oauth;

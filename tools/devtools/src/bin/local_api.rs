@@ -30,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .merge(token::router(state.clone()))
         .merge(external_banks::router(state.clone(), faults))
         .merge(connect_accounts::router(state.clone(), gateway.clone()))
+        .merge(insights::router(state.clone()))
         .merge(sync_products::router(
             state,
             gateway,
