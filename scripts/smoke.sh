@@ -53,5 +53,11 @@ MDB_CONSENT="$(sed -E 's/.*"consentId":"([^"]+)".*/\1/' <<<"$LAST_BODY")"
 expect 200 '"status":"Authorised"' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/consents/$MDB_CONSENT/authorise"
 expect 200 '"status":"Succeeded"' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/products/sync"
 expect 200 '"ProductType":"Mortgage"' -- -H "Authorization: Bearer $TOKEN" "$API/products?institution=mongodb-bank&type=Mortgage"
+# 8. Insights: one view across Leafy Bank and the connected banks, and the legacy totals.
+expect 200 '"institution":"Green Bank"' -- -H "Authorization: Bearer $TOKEN" "$API/insights/summary"
+expect 200 '"id":"overdrawn-account:' -- -H "Authorization: Bearer $TOKEN" "$API/insights/recommendations"
+expect 200 '^\{"total_balance":4625\}$' -- -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"user_id":"65a546ae4a8f64e8f88fb89e","connected_external_accounts":[]}' \
+  "$API/api/v1/openfinance/secure/calculate-total-balance-for-user/"
 expect 200 '"status":"Revoked"' -- -X DELETE -H "Authorization: Bearer $TOKEN" "$API/consents/$CONSENT"
 echo "smoke: $passed passed, 0 failed"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test from nothing: installs the tools the tests need (Python venv, FerretDB),
 # starts a throw-away FerretDB (unless MONGODB_URI is set) and Secrets Manager emulator on free
-# ports, then runs formatting and lint checks, the Rust tests, the template checks and the
-# README walkthrough against the local API server. Everything started here is stopped on exit.
+# ports, then runs formatting and lint checks, the Rust tests, the template checks, the README
+# walkthrough against the local API server, and every events/ file through the Lambda runtime
+# emulator (cargo lambda). Everything started here is stopped on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 started=$SECONDS
 
@@ -51,5 +52,11 @@ PORT="$API_PORT" DEMO_LOGIN_ENABLED=true "$CARGO_TARGET_DIR/debug/local-api" >"$
 echo $! > "$TEST_DIR/api.pid"
 wait_port "$API_PORT" 30 || { cat "$TEST_DIR/api.log"; die "the local API did not start"; }
 "$ROOT/scripts/smoke.sh" "http://127.0.0.1:$API_PORT" "$TEST_DIR/client.env"
+
+log "the Lambda path: every events/ file through cargo lambda watch and invoke"
+export TOKEN_ENDPOINT_URL="http://127.0.0.1:$API_PORT/oauth/token"
+export GREEN_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/green-bank"
+export MONGODB_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/mongodb-bank"
+"$ROOT/scripts/lambda_path.sh"
 
 log "all tests passed in $((SECONDS - started)) s"

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes events/*.json: API Gateway HTTP API (payload format 2.0) events for every function's
+main routes, as `sam local invoke -e` and `cargo lambda invoke --data-file` take them, and
+events/expected.tsv: which function each goes to and the status it must produce against the
+seeded sample data. The scheduled event (events/sync-scheduled.json) comes from
+`sam local generate-event cloudwatch scheduled-event`. Deterministic: rerunning rewrites the
+same files."""
+import json
+import pathlib
+import urllib.parse
+
+EVENTS = pathlib.Path(__file__).resolve().parent.parent / "events"
+FRIDA_TOKEN = "f4f4184e9669f8a4008243ee00a04482349d462c69ad1d2b4ac0814923eddab0"
+FRIDA_ID = "65a546ae4a8f64e8f88fb89e"
+SECURE = "/api/v1/openfinance/secure"
+
+# name, function, method, route path (as in template.yaml), actual path, query, body, auth, status
+ROUTES = [
+    ("token-jwks", "token", "GET", "/.well-known/jwks.json", None, "", None, False, 200),
+    ("token-client-credentials-no-client", "token", "POST", "/oauth/token", None, "", "grant_type=client_credentials", False, 401),
+    ("token-demo-login", "token", "GET", "/api/v1/openfinance/public/get-authorization", None, "user_identifier=fridaklo", None, False, 200),
+    ("token-validate-legacy-token", "token", "POST", f"{SECURE}/validate-token", None, "", None, True, 200),
+    ("connect-create-consent", "connect-accounts", "POST", "/consents", None, "",
+     {"institution": "green-bank", "permissions": ["ReadAccountsDetail", "ReadBalances"], "expiresInDays": 90}, True, 201),
+    ("connect-list-consents", "connect-accounts", "GET", "/consents", None, "", None, True, 200),
+    ("connect-get-consent-bad-id", "connect-accounts", "GET", "/consents/{id}", "/consents/not-an-id", "", None, True, 400),
+    ("connect-list-accounts", "connect-accounts", "GET", "/accounts", None, "institution=green-bank", None, True, 200),
+    ("connect-legacy-fetch-accounts", "connect-accounts", "GET", f"{SECURE}/fetch-external-accounts-for-user/", None,
+     "user_identifier=fridaklo", None, True, 200),
+    ("connect-no-token", "connect-accounts", "GET", "/consents", None, "", None, False, 401),
+    ("banks-green-accounts-no-token", "external-banks", "GET", "/banks/green-bank/{proxy+}",
+     "/banks/green-bank/open-banking/v3.1/aisp/accounts", "", None, False, 401),
+    ("banks-mongodb-accounts-no-token", "external-banks", "GET", "/banks/mongodb-bank/{proxy+}",
+     "/banks/mongodb-bank/v1/accounts", "withBalance=true", None, False, 401),
+    ("sync-products-sync-now", "sync-products", "POST", "/products/sync", None, "", None, True, 200),
+    ("sync-products-list", "sync-products", "GET", "/products", None, "type=Mortgage", None, True, 200),
+    ("sync-products-bad-type", "sync-products", "GET", "/products", None, "type=Car", None, True, 400),
+    ("sync-products-legacy-fetch", "sync-products", "GET", f"{SECURE}/fetch-external-products-for-user/", None,
+     "user_identifier=fridaklo", None, True, 200),
+    ("insights-summary", "insights", "GET", "/insights/summary", None, "", None, True, 200),
+    ("insights-recommendations", "insights", "GET", "/insights/recommendations", None, "", None, True, 200),
+    ("insights-legacy-total-balance", "insights", "POST", f"{SECURE}/calculate-total-balance-for-user/", None, "",
+     {"user_id": FRIDA_ID, "connected_external_accounts": ["678a48b4a9711d00a3aa06dc"]}, True, 200),
+    ("insights-legacy-total-debt", "insights", "POST", f"{SECURE}/calculate-total-debt-for-user/", None, "",
+     {"user_id": FRIDA_ID, "connected_external_products": ["678a5899fd053f026e6b97c2"]}, True, 200),
+]
+
+
+def event(method, route, path, query, body, auth):
+    headers = {"host": "api-id.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8.5.0", "accept": "*/*"}
+    if auth:
+        headers["authorization"] = f"Bearer {FRIDA_TOKEN}"
+    text = None
+    if isinstance(body, dict):
+        text = json.dumps(body)
+        headers["content-type"] = "application/json"
+    elif body is not None:
+        text = body
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    if text is not None:
+        headers["content-length"] = str(len(text))
+    e = {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "domainName": "api-id.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "api-id",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "curl/8.5.0"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+            "time": "25/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1795600800000,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        e["queryStringParameters"] = {k: ",".join(v) for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+    if "{" in route:
+        name = route[route.index("{") + 1:route.index("}")]
+        prefix = route[:route.index("{")]
+        e["pathParameters"] = {name: path[len(prefix):]}
+    if text is not None:
+        e["body"] = text
+    return e
+
+
+def main():
+    EVENTS.mkdir(exist_ok=True)
+    lines = ["# event\tfunction\tstatus"]
+    for name, function, method, route, path, query, body, auth, status in ROUTES:
+        path = path or route
+        (EVENTS / f"{name}.json").write_text(json.dumps(event(method, route, path, query, body, auth), indent=2) + "\n")
+        lines.append(f"{name}.json\t{function}\t{status}")
+    lines.append('sync-scheduled.json\tsync-scheduled\t"complete":true')
+    (EVENTS / "expected.tsv").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
