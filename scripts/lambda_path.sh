@@ -9,9 +9,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 PORT="$(free_port)"
 LOG="$(mktemp "$LOCAL/lambda-watch.XXXXXX.log")"
-DEMO_LOGIN_ENABLED=true RUST_LOG=warn "$VENV/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --timeout 120 >"$LOG" 2>&1 &
+# In a session of its own: when stopped, cargo lambda watch signals its whole process group,
+# which would otherwise be this script and the test command that called it.
+DEMO_LOGIN_ENABLED=true RUST_LOG=warn setsid "$VENV/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --timeout 120 >"$LOG" 2>&1 &
 WATCH_PID=$!
-trap 'kill "$WATCH_PID" 2>/dev/null; pkill -P "$WATCH_PID" 2>/dev/null; true' EXIT
+trap 'kill -- -"$WATCH_PID" 2>/dev/null; true' EXIT
 wait_port "$PORT" 120 || { cat "$LOG"; die "cargo lambda watch did not start"; }
 
 passed=0 failed=0
