@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test from nothing: installs the tools the tests need (Python venv, FerretDB),
 # starts a throw-away FerretDB (unless MONGODB_URI is set) and Secrets Manager emulator on free
-# ports, then runs formatting and lint checks, the Rust tests, the template checks, the README
-# walkthrough against the local API server, and every events/ file through the Lambda runtime
-# emulator (cargo lambda). Everything started here is stopped on exit.
+# ports, then runs formatting and lint checks, the Rust tests, the template checks and
+# `sam build`, the README walkthrough against the local API server, and every events/ file
+# through the Lambda runtime emulator (cargo lambda). Everything started here is stopped on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 started=$SECONDS
 
@@ -39,6 +39,8 @@ cargo test --workspace
 log "template checks"
 "$VENV/bin/cfn-lint" template.yaml
 "$VENV/bin/sam" validate --lint --template template.yaml --region us-east-1
+log "sam build: every function cross-built for arm64, each bootstrap checked and measured"
+"$ROOT/scripts/sam_build.sh"
 
 log "README walkthrough against the local API server"
 cargo build --quiet -p devtools
