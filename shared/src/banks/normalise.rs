@@ -45,6 +45,15 @@ pub fn parse_amount(value: &str) -> Option<f64> {
     Decimal::from_str(value).ok()?.to_f64()
 }
 
+/// UK Open Banking amounts are unsigned (the credit/debit indicator carries the sign), so a
+/// minus sign there is a malformed payload, not a second negation.
+pub fn parse_unsigned_amount(value: &str) -> Option<f64> {
+    if value.starts_with('-') {
+        return None;
+    }
+    parse_amount(value)
+}
+
 fn date(value: &str) -> Option<DateTime> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(DateTime::from_millis(t.timestamp_millis()));
@@ -76,10 +85,12 @@ fn opening_date(ctx: &SyncContext, value: Option<&str>) -> Result<Option<DateTim
 }
 
 /// Source fields not consumed by the mapping, kept under their own names; a name the
-/// reference uses for something else is prefixed with `Source`.
+/// reference uses for something else is prefixed with `Source`. A bank's field names reach an
+/// update, so any that MongoDB would read as a path or an operator (`.` inside, `$` or `_` in
+/// front), at any depth, are dropped: a bank cannot rewrite the owner or the provenance.
 fn keep_unmapped(target: &mut Document, source: &Map<String, Value>, consumed: &[&str]) {
     for (key, value) in source {
-        if consumed.contains(&key.as_str()) || key.starts_with('$') || key.starts_with('_') {
+        if consumed.contains(&key.as_str()) || !plain_field_name(key) {
             continue;
         }
         let name = if target.contains_key(key) || key == "AccountType" {
@@ -87,10 +98,35 @@ fn keep_unmapped(target: &mut Document, source: &Map<String, Value>, consumed: &
         } else {
             key.clone()
         };
-        // Read as Extended JSON, so whole numbers become Int32 like the reference data's.
-        if let Ok(v) = Bson::try_from(value.clone()) {
-            target.insert(name, v);
-        }
+        target.insert(name, plain_bson(value));
+    }
+}
+
+fn plain_field_name(key: &str) -> bool {
+    !key.is_empty() && !key.starts_with('$') && !key.starts_with('_') && !key.contains('.')
+}
+
+/// JSON as BSON without Extended JSON's reading (`{"$oid": …}` never becomes an ObjectId; its
+/// `$` name is dropped like any other); whole numbers become Int32 where they fit, like the
+/// reference data's.
+fn plain_bson(value: &Value) -> Bson {
+    match value {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i32::try_from(i).map_or(Bson::Int64(i), Bson::Int32),
+            (None, Some(f)) => Bson::Double(f),
+            (None, None) => Bson::Null,
+        },
+        Value::String(s) => Bson::String(s.clone()),
+        Value::Array(items) => Bson::Array(items.iter().map(plain_bson).collect()),
+        Value::Object(fields) => Bson::Document(
+            fields
+                .iter()
+                .filter(|(k, _)| plain_field_name(k))
+                .map(|(k, v)| (k.clone(), plain_bson(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -165,7 +201,7 @@ pub fn green_accounts(
             let amount = entry
                 .pointer("/Amount/Amount")
                 .and_then(Value::as_str)
-                .and_then(parse_amount)
+                .and_then(parse_unsigned_amount)
                 .ok_or_else(|| malformed(ctx, "a balance amount is not a decimal string"))?;
             let signed = match entry["CreditDebitIndicator"].as_str() {
                 Some("Credit") => amount,
@@ -431,7 +467,7 @@ pub fn green_products(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, 
             let amount = p
                 .get("OutstandingBalance")
                 .and_then(|b| b["Amount"].as_str())
-                .and_then(parse_amount)
+                .and_then(parse_unsigned_amount)
                 .ok_or_else(|| malformed(ctx, "an outstanding balance is not a decimal string"))?;
             let currency = currency(
                 ctx,
@@ -660,6 +696,48 @@ mod tests {
                 .get_object_id("UserId")
                 .unwrap(),
             c.user_id
+        );
+    }
+
+    #[test]
+    fn green_bank_amounts_carry_no_sign_of_their_own() {
+        let c = ctx(Institution::GreenBank);
+        let (accounts, balances) = green_payload("Debit", "-312.45");
+        assert!(matches!(
+            green_accounts(&accounts, Some(&balances), &c),
+            Err(AppError::BadGateway(_))
+        ));
+        assert_eq!(parse_unsigned_amount("312.45"), Some(312.45));
+    }
+
+    #[test]
+    fn a_banks_field_names_cannot_reach_the_owner_or_become_operators() {
+        let c = ctx(Institution::GreenBank);
+        let intruder = ObjectId::new();
+        let (mut accounts, balances) = green_payload("Credit", "10.00");
+        let account = accounts.pointer_mut("/Data/Account/0").unwrap();
+        account["AccountUser.UserId"] = json!({"$oid": intruder.to_hex()});
+        account["Provenance.ConsentId"] = json!({"$oid": intruder.to_hex()});
+        account["$set"] = json!({"x": 1});
+        account["Provenance"] = json!("theirs");
+        account["Extra"] = json!({"id": {"$oid": intruder.to_hex()}, "a.b": 1, "$x": 2, "n": 5});
+        let d = &green_accounts(&accounts, Some(&balances), &c).unwrap()[0];
+        let set = as_set(d);
+        assert_eq!(set.get_object_id("AccountUser.UserId").unwrap(), c.user_id);
+        assert_eq!(
+            set.get_object_id("Provenance.ConsentId").unwrap(),
+            c.consent_id
+        );
+        assert!(set.keys().all(|k| !k.starts_with('$')));
+        assert_eq!(set.get_str("SourceProvenance").unwrap(), "theirs");
+        // Nested: `$` and dotted names dropped, `{"$oid": …}` kept as plain data.
+        let extra = set.get_document("Extra").unwrap();
+        assert_eq!(extra.get_i32("n").unwrap(), 5);
+        assert!(extra.get("a.b").is_none() && extra.get("$x").is_none());
+        assert_eq!(
+            extra.get_document("id").unwrap().len(),
+            0,
+            "the $oid key is an operator-like name and is dropped"
         );
     }
 
