@@ -174,15 +174,32 @@ pub async fn get_any(db: &Db, id: ObjectId) -> Result<Option<Consent>, AppError>
     }
 }
 
-/// A live consent past its expiry becomes `Expired` (lazily, on first sight).
+/// A live consent past its expiry becomes `Expired` (lazily, on first sight), and what was
+/// fetched under it is marked disconnected: no longer kept fresh, so no longer counted.
 async fn expire_if_due(db: &Db, consent: Consent) -> Result<Consent, AppError> {
     if (consent.status == AUTHORISED || consent.status == AWAITING) && consent.is_past_expiry() {
         let from = consent.status.clone();
-        return Ok(transition(db, consent.id, &from, EXPIRED, doc! {})
-            .await?
-            .unwrap_or(consent));
+        let expired = transition(db, consent.id, &from, EXPIRED, doc! {}).await?;
+        disconnect_data(db, consent.id).await?;
+        return Ok(expired.unwrap_or(consent));
     }
     Ok(consent)
+}
+
+/// Marks the accounts and products fetched under a consent disconnected (kept, not deleted).
+async fn disconnect_data(db: &Db, consent_id: ObjectId) -> Result<(), AppError> {
+    let disconnect = doc! {"$set": {
+        "Provenance.ConnectionStatus": "Disconnected",
+        "Provenance.DisconnectedAt": DateTime::now(),
+    }};
+    let filter = doc! {"Provenance.ConsentId": consent_id, "Provenance.ConnectionStatus": {"$ne": "Disconnected"}};
+    for name in [EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS] {
+        db.open_finance
+            .collection::<Document>(name)
+            .update_many(filter.clone(), disconnect.clone())
+            .await?;
+    }
+    Ok(())
 }
 
 /// Moves a consent from `from` to `to` (if it is still in `from`), recording the change.
@@ -245,6 +262,11 @@ pub async fn revoke(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<C
     let Some(consent) = get(db, user_id, id).await? else {
         return Ok(None);
     };
+    if consent.status == EXPIRED {
+        // Already ended; its data is disconnected as a revocation's would be.
+        disconnect_data(db, id).await?;
+        return Ok(Some(consent));
+    }
     if consent.status != AWAITING && consent.status != AUTHORISED {
         return Ok(Some(consent));
     }
@@ -266,15 +288,7 @@ pub async fn revoke(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<C
             doc! {"$set": {"Revoked": true, "TokenDates.RevocationDate": now}},
         )
         .await?;
-    let disconnect = doc! {"$set": {"Provenance.ConnectionStatus": "Disconnected", "Provenance.DisconnectedAt": now}};
-    db.open_finance
-        .collection::<Document>(EXTERNAL_ACCOUNTS)
-        .update_many(doc! {"Provenance.ConsentId": id}, disconnect.clone())
-        .await?;
-    db.open_finance
-        .collection::<Document>(EXTERNAL_PRODUCTS)
-        .update_many(doc! {"Provenance.ConsentId": id}, disconnect)
-        .await?;
+    disconnect_data(db, id).await?;
     // Lost a race with another transition: report what is there now.
     match revoked {
         Some(c) => Ok(Some(c)),

@@ -122,6 +122,24 @@ impl Db {
         )
         .await?;
 
+        // A consent's latest lease, and the last finished scheduled run (where the next resumes).
+        create(
+            &self.open_finance.collection::<Document>(LEASES),
+            doc! {"ConsentId": 1, "Generation": -1},
+            Some(named("by_consent_generation")),
+            true,
+        )
+        .await?;
+        create(
+            &self
+                .open_finance
+                .collection::<Document>(crate::sync::SYNC_RUNS),
+            doc! {"Trigger": 1, "StartedAt": -1},
+            Some(named("by_trigger_start")),
+            true,
+        )
+        .await?;
+
         // Institution data is keyed by (institution, external id): upserts never duplicate.
         for (name, owner, kind) in [
             (EXTERNAL_ACCOUNTS, "AccountUser.UserId", "AccountBank"),

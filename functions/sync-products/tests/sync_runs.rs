@@ -237,6 +237,8 @@ async fn a_product_the_bank_no_longer_returns_is_closed_not_deleted() {
 async fn an_expired_consent_becomes_expired_and_is_skipped() {
     let s = stack().await;
     let ids = consents_for_everyone(&s).await;
+    // Synced once while live, so there is data under the consent that then expires.
+    assert_eq!(scheduled(&s, None).await["status"], "Succeeded");
     let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 1000);
     let consents = s
         .ctx
@@ -267,6 +269,36 @@ async fn an_expired_consent_becomes_expired_and_is_skipped() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.get_str("Status").unwrap(), "Expired");
+    // What was fetched under it is kept but disconnected, so insights no longer count it.
+    let expired_id = ObjectId::parse_str(&ids[3]).unwrap();
+    for name in ["external_accounts", "external_products"] {
+        let docs: Vec<Document> = s
+            .ctx
+            .state
+            .db
+            .open_finance
+            .collection::<Document>(name)
+            .find(doc! {"Provenance.ConsentId": expired_id})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(
+            !docs.is_empty(),
+            "{name}: nothing was synced under the consent"
+        );
+        for d in &docs {
+            assert_eq!(
+                d.get_document("Provenance")
+                    .unwrap()
+                    .get_str("ConnectionStatus")
+                    .unwrap(),
+                "Disconnected",
+                "{name}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
