@@ -4,9 +4,11 @@ main routes, as `sam local invoke -e` and `cargo lambda invoke --data-file` take
 events/expected.tsv: which function each goes to and the status it must produce against the
 seeded sample data. The scheduled event (events/sync-scheduled.json) comes from
 `sam local generate-event cloudwatch scheduled-event`. Deterministic: rerunning rewrites the
-same files."""
+same files; `--check` verifies them against this script and template.yaml."""
 import json
 import pathlib
+import re
+import sys
 import urllib.parse
 
 EVENTS = pathlib.Path(__file__).resolve().parent.parent / "events"
@@ -14,7 +16,9 @@ FRIDA_TOKEN = "f4f4184e9669f8a4008243ee00a04482349d462c69ad1d2b4ac0814923eddab0"
 FRIDA_ID = "65a546ae4a8f64e8f88fb89e"
 SECURE = "/api/v1/openfinance/secure"
 
-# name, function, method, route path (as in template.yaml), actual path, query, body, auth, status
+# name, function, method, route path (as in template.yaml), actual path, query, body, auth, status.
+# The legacy paths that end in "/" reach their function through the "/x/{proxy+}" route: an HTTP
+# API route cannot end in "/".
 ROUTES = [
     ("token-jwks", "token", "GET", "/.well-known/jwks.json", None, "", None, False, 200),
     ("token-client-credentials-no-client", "token", "POST", "/oauth/token", None, "", "grant_type=client_credentials", False, 401),
@@ -25,7 +29,7 @@ ROUTES = [
     ("connect-list-consents", "connect-accounts", "GET", "/consents", None, "", None, True, 200),
     ("connect-get-consent-bad-id", "connect-accounts", "GET", "/consents/{id}", "/consents/not-an-id", "", None, True, 400),
     ("connect-list-accounts", "connect-accounts", "GET", "/accounts", None, "institution=green-bank", None, True, 200),
-    ("connect-legacy-fetch-accounts", "connect-accounts", "GET", f"{SECURE}/fetch-external-accounts-for-user/", None,
+    ("connect-legacy-fetch-accounts", "connect-accounts", "GET", f"{SECURE}/fetch-external-accounts-for-user/{{proxy+}}", f"{SECURE}/fetch-external-accounts-for-user/",
      "user_identifier=fridaklo", None, True, 200),
     ("connect-no-token", "connect-accounts", "GET", "/consents", None, "", None, False, 401),
     ("banks-green-accounts-no-token", "external-banks", "GET", "/banks/green-bank/{proxy+}",
@@ -35,13 +39,13 @@ ROUTES = [
     ("sync-products-sync-now", "sync-products", "POST", "/products/sync", None, "", None, True, 200),
     ("sync-products-list", "sync-products", "GET", "/products", None, "type=Mortgage", None, True, 200),
     ("sync-products-bad-type", "sync-products", "GET", "/products", None, "type=Car", None, True, 400),
-    ("sync-products-legacy-fetch", "sync-products", "GET", f"{SECURE}/fetch-external-products-for-user/", None,
+    ("sync-products-legacy-fetch", "sync-products", "GET", f"{SECURE}/fetch-external-products-for-user/{{proxy+}}", f"{SECURE}/fetch-external-products-for-user/",
      "user_identifier=fridaklo", None, True, 200),
     ("insights-summary", "insights", "GET", "/insights/summary", None, "", None, True, 200),
     ("insights-recommendations", "insights", "GET", "/insights/recommendations", None, "", None, True, 200),
-    ("insights-legacy-total-balance", "insights", "POST", f"{SECURE}/calculate-total-balance-for-user/", None, "",
+    ("insights-legacy-total-balance", "insights", "POST", f"{SECURE}/calculate-total-balance-for-user/{{proxy+}}", f"{SECURE}/calculate-total-balance-for-user/", "",
      {"user_id": FRIDA_ID, "connected_external_accounts": ["678a48b4a9711d00a3aa06dc"]}, True, 200),
-    ("insights-legacy-total-debt", "insights", "POST", f"{SECURE}/calculate-total-debt-for-user/", None, "",
+    ("insights-legacy-total-debt", "insights", "POST", f"{SECURE}/calculate-total-debt-for-user/{{proxy+}}", f"{SECURE}/calculate-total-debt-for-user/", "",
      {"user_id": FRIDA_ID, "connected_external_products": ["678a5899fd053f026e6b97c2"]}, True, 200),
 ]
 
@@ -82,7 +86,8 @@ def event(method, route, path, query, body, auth):
     if query:
         e["queryStringParameters"] = {k: ",".join(v) for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
     if "{" in route:
-        name = route[route.index("{") + 1:route.index("}")]
+        # API Gateway names a greedy variable without its "+".
+        name = route[route.index("{") + 1:route.index("}")].rstrip("+")
         prefix = route[:route.index("{")]
         e["pathParameters"] = {name: path[len(prefix):]}
     if text is not None:
@@ -90,15 +95,39 @@ def event(method, route, path, query, body, auth):
     return e
 
 
-def main():
-    EVENTS.mkdir(exist_ok=True)
+def files():
+    """Every generated file's name and text."""
+    out = {}
     lines = ["# event\tfunction\tstatus"]
     for name, function, method, route, path, query, body, auth, status in ROUTES:
         path = path or route
-        (EVENTS / f"{name}.json").write_text(json.dumps(event(method, route, path, query, body, auth), indent=2) + "\n")
+        out[f"{name}.json"] = json.dumps(event(method, route, path, query, body, auth), indent=2) + "\n"
         lines.append(f"{name}.json\t{function}\t{status}")
     lines.append('sync-scheduled.json\tsync-scheduled\t"complete":true')
-    (EVENTS / "expected.tsv").write_text("\n".join(lines) + "\n")
+    out["expected.tsv"] = "\n".join(lines) + "\n"
+    return out
+
+
+def check():
+    """The files are up to date and every event's route is a route of template.yaml."""
+    template = (EVENTS.parent / "template.yaml").read_text()
+    routes = {f"{m} {q or p}" for m, q, p in re.findall(r'Method: (\w+), Path: (?:"([^"]+)"|(\S+))', template)}
+    problems = [f"{n}: not generated from scripts/gen_events.py" for n, text in files().items()
+                if not (EVENTS / n).is_file() or (EVENTS / n).read_text() != text]
+    problems += [f"{r[0]}: route {r[2]} {r[3]} is not in template.yaml" for r in ROUTES
+                 if f"{r[2]} {r[3]}" not in routes]
+    for p in problems:
+        print(f"events: {p}", file=sys.stderr)
+    print(f"events: {len(ROUTES) - len(problems)} passed, {len(problems)} failed")
+    return not problems
+
+
+def main():
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(0 if check() else 1)
+    EVENTS.mkdir(exist_ok=True)
+    for name, text in files().items():
+        (EVENTS / name).write_text(text)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ cargo test --workspace
 log "template checks"
 "$VENV/bin/cfn-lint" template.yaml
 "$VENV/bin/sam" validate --lint --template template.yaml --region us-east-1
+python3 scripts/gen_events.py --check
 log "sam build: every function cross-built for arm64, each bootstrap checked and measured"
 "$ROOT/scripts/sam_build.sh"
 

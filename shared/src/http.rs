@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
@@ -82,6 +83,23 @@ pub async fn request_context(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// A legacy route the reference serves with a trailing slash (`…/calculate-total-debt-for-user/`).
+/// An API Gateway HTTP API route cannot end in `/`, so the template routes both `/x` and
+/// `/x/{proxy+}` to the function, and the router answers both spellings with one handler.
+pub fn with_or_without_slash<S>(
+    router: Router<S>,
+    path: &str,
+    handler: MethodRouter<S>,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let bare = path.trim_end_matches('/');
+    router
+        .route(&format!("{bare}/"), handler.clone())
+        .route(bare, handler)
 }
 
 /// Maps axum's body rejection (size limit, read failure) to a client error.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use shared::auth::{Principal, authenticate_legacy};
 use shared::connect::connect_accounts;
 use shared::consents;
-use shared::http::{body_bytes, json_body};
+use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::institutions::Institution;
 use shared::{AppError, AppState, Legacy};
 
@@ -23,19 +23,20 @@ use crate::{Connect, accounts_of, parse_id};
 const PREFIX: &str = "/api/v1/openfinance/secure";
 
 pub fn routes() -> Router<Connect> {
-    Router::new()
-        .route(
-            &format!("{PREFIX}/fetch-external-accounts-for-user/"),
-            get(fetch_for_user),
-        )
-        .route(
-            &format!("{PREFIX}/fetch-external-accounts-for-user-and-institution/"),
-            get(fetch_for_user_and_institution),
-        )
-        .route(
-            &format!("{PREFIX}/retrieve-external-account-for-user"),
-            post(retrieve_for_user),
-        )
+    let router = with_or_without_slash(
+        Router::new(),
+        &format!("{PREFIX}/fetch-external-accounts-for-user/"),
+        get(fetch_for_user),
+    );
+    let router = with_or_without_slash(
+        router,
+        &format!("{PREFIX}/fetch-external-accounts-for-user-and-institution/"),
+        get(fetch_for_user_and_institution),
+    );
+    router.route(
+        &format!("{PREFIX}/retrieve-external-account-for-user"),
+        post(retrieve_for_user),
+    )
 }
 
 /// The token's user, who must be the one `identifier` names (by user name or ObjectId).

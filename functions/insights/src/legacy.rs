@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use shared::auth::authenticate_legacy;
-use shared::http::{body_bytes, json_body};
+use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::insights::summary::round2;
 use shared::insights::{legacy_total_balance, legacy_total_debt, single_currency_total};
 use shared::{AppError, AppState, Legacy};
@@ -26,15 +26,16 @@ const PREFIX: &str = "/api/v1/openfinance/secure";
 pub const MAX_LISTED_IDS: usize = 500;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            &format!("{PREFIX}/calculate-total-balance-for-user/"),
-            post(total_balance),
-        )
-        .route(
-            &format!("{PREFIX}/calculate-total-debt-for-user/"),
-            post(total_debt),
-        )
+    let router = with_or_without_slash(
+        Router::new(),
+        &format!("{PREFIX}/calculate-total-balance-for-user/"),
+        post(total_balance),
+    );
+    with_or_without_slash(
+        router,
+        &format!("{PREFIX}/calculate-total-debt-for-user/"),
+        post(total_debt),
+    )
 }
 
 /// Other fields (the reference's clients also send `consent_id`) are ignored.

@@ -342,6 +342,18 @@ async fn legacy_total_balance_is_internal_plus_the_listed_accounts() {
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(amount(&reply, "total_balance"), everything);
+
+    // Without the trailing slash too: an HTTP API route cannot end in "/", so the template
+    // routes both spellings here.
+    let reply = post_json(
+        &app,
+        BALANCE.trim_end_matches('/'),
+        Some(&jwt),
+        &json!({"user_id": FRIDA_ID, "connected_external_accounts": all}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(amount(&reply, "total_balance"), everything);
 }
 
 #[tokio::test]
@@ -526,8 +538,8 @@ async fn legacy_bad_input_is_a_clear_4xx() {
         assert!(reply.body["detail"].is_string());
         let reply = post_json(&app, path, Some(&"0".repeat(64)), &body).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
-        // The path without its trailing slash is not the route.
-        let reply = post_json(&app, path.trim_end_matches('/'), t, &body).await;
+        // Both spellings are the route (see the balance test); anything below it is not.
+        let reply = post_json(&app, &format!("{path}extra"), t, &body).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND);
     }
 }

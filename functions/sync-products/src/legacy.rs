@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use shared::auth::{Principal, authenticate_legacy};
 use shared::consents;
-use shared::http::{body_bytes, json_body};
+use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::institutions::Institution;
 use shared::sync::sync_consent;
 use shared::{AppError, AppState, Legacy};
@@ -22,19 +22,20 @@ use crate::{Sync, products_of};
 const PREFIX: &str = "/api/v1/openfinance/secure";
 
 pub fn routes() -> Router<Sync> {
-    Router::new()
-        .route(
-            &format!("{PREFIX}/fetch-external-products-for-user/"),
-            get(fetch_for_user),
-        )
-        .route(
-            &format!("{PREFIX}/fetch-external-products-for-user-and-institution/"),
-            get(fetch_for_user_and_institution),
-        )
-        .route(
-            &format!("{PREFIX}/retrieve-external-product-for-user"),
-            post(retrieve_for_user),
-        )
+    let router = with_or_without_slash(
+        Router::new(),
+        &format!("{PREFIX}/fetch-external-products-for-user/"),
+        get(fetch_for_user),
+    );
+    let router = with_or_without_slash(
+        router,
+        &format!("{PREFIX}/fetch-external-products-for-user-and-institution/"),
+        get(fetch_for_user_and_institution),
+    );
+    router.route(
+        &format!("{PREFIX}/retrieve-external-product-for-user"),
+        post(retrieve_for_user),
+    )
 }
 
 async fn same_user(
@@ -140,14 +141,21 @@ async fn retrieve_for_user(
                 institution.display_name()
             ))
         })?;
-    let outcome = sync_consent(&s.state, &s.gateway, &consent, &s.options).await;
-    if outcome.status != "Synced" {
-        return Err(AppError::BadGateway(
-            outcome
-                .error
-                .unwrap_or_else(|| "the sync did not complete".into()),
-        )
-        .into());
+    let outcome = sync_consent(&s.state, &s.gateway, &consent, &s.options, None).await;
+    let reason = || {
+        outcome
+            .error
+            .clone()
+            .unwrap_or_else(|| "the sync did not complete".into())
+    };
+    match outcome.status.as_str() {
+        "Synced" => {}
+        // Another run holds the consent's lease: try again shortly.
+        "Skipped" => return Err(AppError::Conflict(reason()).into()),
+        "Expired" => {
+            return Err(AppError::Forbidden("the consent has expired".into()).into());
+        }
+        _ => return Err(AppError::BadGateway(reason()).into()),
     }
     let first = products_of(&s.state, user_id, Some(institution), None, false)
         .await?
