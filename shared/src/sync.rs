@@ -255,7 +255,7 @@ pub async fn run(
             async move {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                let outcome = sync_consent(state, gateway, &consent, options).await;
+                let outcome = sync_consent(state, gateway, &consent, options, deadline).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 outcome
             }
@@ -324,12 +324,14 @@ fn to_bson<T: Serialize>(value: &T) -> Result<mongodb::bson::Bson, AppError> {
 }
 
 /// Syncs one consent: re-read (it may have changed since selection), expired ones marked so,
-/// revoked ones skipped, then under its lease with bounded retries.
+/// revoked ones skipped, then under its lease with bounded retries. A retry is not started
+/// when, after its backoff, less than the stop margin would be left before `deadline`.
 pub async fn sync_consent(
     state: &AppState,
     gateway: &BankGateway,
     selected: &Consent,
     options: &SyncOptions,
+    deadline: Option<Instant>,
 ) -> ConsentOutcome {
     let mut outcome = ConsentOutcome {
         consent_id: selected.id,
@@ -375,7 +377,14 @@ pub async fn sync_consent(
         result = sync_once(state, gateway, consent.id).await;
         match &result {
             Err(e) if e.is_transient() && attempt <= options.retries => {
-                tokio::time::sleep(backoff(options.backoff, attempt)).await;
+                let wait = backoff(options.backoff, attempt);
+                let time_left = deadline.is_none_or(|d| {
+                    d.saturating_duration_since(Instant::now()) > wait + options.stop_margin
+                });
+                if !time_left {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
             }
             _ => break,
         }

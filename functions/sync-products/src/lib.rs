@@ -47,6 +47,9 @@ pub fn router(state: AppState, gateway: Arc<BankGateway>, options: SyncOptions) 
         })
 }
 
+/// Per-consent outcomes returned by a scheduled invocation (about 200 bytes each).
+const MAX_REPORTED_CONSENTS: usize = 1000;
+
 /// The scheduled run, for an EventBridge scheduled event (anything else is refused, so a
 /// misrouted invocation does not start a sync).
 pub async fn handle_scheduled(
@@ -62,7 +65,24 @@ pub async fn handle_scheduled(
         ));
     }
     let report = sync::run(state, gateway, Trigger::Scheduled, deadline, options).await?;
-    Ok(report.to_json())
+    // A run in which every consent failed is an invocation error: the function's error alarm
+    // fires and the event goes to the dead-letter queue. Partial failures are in `sync_runs`.
+    if report.status == "Failed" {
+        return Err(AppError::UpstreamUnavailable(format!(
+            "sync run {} failed for all {} consents",
+            report.run_id.to_hex(),
+            report.counts.consents
+        )));
+    }
+    // Lambda caps a response at 6 MB; every outcome is in `sync_runs` anyway.
+    let mut body = report.to_json();
+    if let Some(consents) = body["consents"].as_array_mut()
+        && consents.len() > MAX_REPORTED_CONSENTS
+    {
+        consents.truncate(MAX_REPORTED_CONSENTS);
+        body["consentsTruncated"] = Value::Bool(true);
+    }
+    Ok(body)
 }
 
 async fn user(state: &AppState, headers: &HeaderMap) -> Result<ObjectId, AppError> {

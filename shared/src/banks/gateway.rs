@@ -18,7 +18,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// The institutions' OAuth token endpoint (`TOKEN_ENDPOINT_URL`).
-    pub token_endpoint: String,
+    pub token_endpoint: Option<String>,
     /// Per institution, its API base URL (`GREEN_BANK_BASE_URL`, `MONGODB_BANK_BASE_URL`).
     pub base_urls: HashMap<Institution, String>,
     /// Per-call timeout (`BANK_TIMEOUT_MS`, default 5000).
@@ -26,12 +26,22 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// Reads the URLs from the environment. An unset or empty one is allowed (a first deploy
+    /// does not know its own API's URL yet): the routes that need it answer 500 and log which
+    /// variable is missing, while every other route works. A malformed one is a start-up error.
     pub fn from_env() -> Result<Self, AppError> {
-        let var = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| AppError::Config(format!("environment variable {key} is not set")))
+        let url = |key: &str| -> Result<Option<String>, AppError> {
+            match std::env::var(key).ok().filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(v) => match reqwest::Url::parse(v.trim()) {
+                    Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+                        Ok(Some(v.trim().trim_end_matches('/').to_string()))
+                    }
+                    _ => Err(AppError::Config(format!(
+                        "environment variable {key} is not an http(s) URL"
+                    ))),
+                },
+            }
         };
         let timeout_ms = match std::env::var("BANK_TIMEOUT_MS") {
             Ok(v) => v.trim().parse().map_err(|_| {
@@ -41,12 +51,18 @@ impl GatewayConfig {
             })?,
             Err(_) => 5000,
         };
+        let mut base_urls = HashMap::new();
+        for (institution, key) in [
+            (Institution::GreenBank, "GREEN_BANK_BASE_URL"),
+            (Institution::MongoDbBank, "MONGODB_BANK_BASE_URL"),
+        ] {
+            if let Some(base) = url(key)? {
+                base_urls.insert(institution, base);
+            }
+        }
         Ok(GatewayConfig {
-            token_endpoint: var("TOKEN_ENDPOINT_URL")?,
-            base_urls: HashMap::from([
-                (Institution::GreenBank, var("GREEN_BANK_BASE_URL")?),
-                (Institution::MongoDbBank, var("MONGODB_BANK_BASE_URL")?),
-            ]),
+            token_endpoint: url("TOKEN_ENDPOINT_URL")?,
+            base_urls,
             timeout: Duration::from_millis(timeout_ms),
         })
     }
@@ -55,7 +71,7 @@ impl GatewayConfig {
     pub fn single_host(base: &str, timeout: Duration) -> Self {
         let base = base.trim_end_matches('/');
         GatewayConfig {
-            token_endpoint: format!("{base}/oauth/token"),
+            token_endpoint: Some(format!("{base}/oauth/token")),
             base_urls: Institution::ALL
                 .into_iter()
                 .map(|i| (i, format!("{base}/banks/{}", i.id())))
@@ -126,9 +142,12 @@ impl BankGateway {
         client: &ClientCredentials,
         form: &[(&str, &str)],
     ) -> Result<TokenSet, AppError> {
+        let endpoint = self.config.token_endpoint.as_deref().ok_or_else(|| {
+            AppError::Config("environment variable TOKEN_ENDPOINT_URL is not set".into())
+        })?;
         let response = self
             .http
-            .post(&self.config.token_endpoint)
+            .post(endpoint)
             .basic_auth(&client.client_id, Some(&client.client_secret))
             .form(form)
             .send()
@@ -169,11 +188,12 @@ impl BankGateway {
         access_token: &str,
         consent_id: &str,
     ) -> Result<Value, AppError> {
-        let base = self
-            .config
-            .base_urls
-            .get(&institution)
-            .ok_or_else(|| AppError::Config(format!("no base URL for {}", institution.id())))?;
+        let base = self.config.base_urls.get(&institution).ok_or_else(|| {
+            AppError::Config(format!(
+                "no base URL for {} (GREEN_BANK_BASE_URL / MONGODB_BANK_BASE_URL)",
+                institution.id()
+            ))
+        })?;
         let name = institution.display_name();
         let response = self
             .http
@@ -232,4 +252,30 @@ async fn read_limited(mut response: reqwest::Response, name: &str) -> Result<Vec
         }
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unconfigured_institution_is_a_configuration_error_at_call_time() {
+        let gateway = BankGateway::new(GatewayConfig {
+            token_endpoint: None,
+            base_urls: HashMap::new(),
+            timeout: Duration::from_millis(100),
+        })
+        .unwrap();
+        let client = ClientCredentials {
+            client_id: "c".into(),
+            client_secret: "s".into(),
+        };
+        let refresh = gateway.refresh(&client, "r").await.unwrap_err();
+        assert!(matches!(&refresh, AppError::Config(m) if m.contains("TOKEN_ENDPOINT_URL")));
+        let fetch = gateway
+            .get_json(Institution::GreenBank, "/accounts", "t", "c")
+            .await
+            .unwrap_err();
+        assert!(matches!(&fetch, AppError::Config(m) if m.contains("GREEN_BANK_BASE_URL")));
+    }
 }
