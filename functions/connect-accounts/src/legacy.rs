@@ -11,12 +11,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use shared::auth::{Principal, authenticate_legacy};
+use shared::auth::{authenticate_legacy, legacy_same_user};
 use shared::connect::connect_accounts;
 use shared::consents;
 use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::institutions::Institution;
-use shared::{AppError, AppState, Legacy};
+use shared::{AppError, Legacy};
 
 use crate::{Connect, accounts_of, parse_id};
 
@@ -39,25 +39,6 @@ pub fn routes() -> Router<Connect> {
     )
 }
 
-/// The token's user, who must be the one `identifier` names (by user name or ObjectId).
-async fn same_user(
-    state: &AppState,
-    headers: &HeaderMap,
-    identifier: &str,
-) -> Result<Principal, AppError> {
-    let principal = authenticate_legacy(state, headers).await?;
-    let matches = principal.user_name.as_deref() == Some(identifier)
-        || principal
-            .user_id
-            .is_some_and(|id| id.to_hex() == identifier);
-    if !matches || principal.user_id.is_none() {
-        return Err(AppError::Forbidden(
-            "the token does not belong to this user".into(),
-        ));
-    }
-    Ok(principal)
-}
-
 #[derive(Deserialize)]
 struct UserQuery {
     user_identifier: Option<String>,
@@ -77,16 +58,14 @@ async fn fetch_for_user(
     headers: HeaderMap,
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&c.state, &headers).await?;
     let Query(query) =
         query.map_err(|_| AppError::BadRequest("invalid query parameters".into()))?;
-    let principal = same_user(
-        &c.state,
-        &headers,
+    let user_id = legacy_same_user(
+        &principal,
         required(&query.user_identifier, "user_identifier")?,
-    )
-    .await?;
-    let accounts =
-        accounts_of(&c.state, principal.user_id.unwrap_or_default(), None, false).await?;
+    )?;
+    let accounts = accounts_of(&c.state, user_id, None, false).await?;
     Ok(Json(json!({"accounts": accounts})))
 }
 
@@ -95,24 +74,17 @@ async fn fetch_for_user_and_institution(
     headers: HeaderMap,
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&c.state, &headers).await?;
     let Query(query) =
         query.map_err(|_| AppError::BadRequest("invalid query parameters".into()))?;
-    let principal = same_user(
-        &c.state,
-        &headers,
+    let user_id = legacy_same_user(
+        &principal,
         required(&query.user_identifier, "user_identifier")?,
-    )
-    .await?;
+    )?;
     let name = required(&query.institution_name, "institution_name")?;
     let institution = Institution::parse(name)
         .ok_or_else(|| AppError::BadRequest("unknown institution_name".into()))?;
-    let accounts = accounts_of(
-        &c.state,
-        principal.user_id.unwrap_or_default(),
-        Some(institution),
-        false,
-    )
-    .await?;
+    let accounts = accounts_of(&c.state, user_id, Some(institution), false).await?;
     Ok(Json(json!({"accounts": accounts})))
 }
 
@@ -132,10 +104,10 @@ async fn retrieve_for_user(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&c.state, &headers).await?;
     let request: RetrieveRequest = json_body(&headers, &body_bytes(body)?)?;
     let user_id = parse_id(&request.user_id, "user_id")?;
-    let principal = same_user(&c.state, &headers, &request.user_name).await?;
-    if principal.user_id != Some(user_id) {
+    if legacy_same_user(&principal, &request.user_name)? != user_id {
         return Err(AppError::Forbidden("the token does not belong to this user".into()).into());
     }
     let institution = Institution::parse(&request.account_bank)

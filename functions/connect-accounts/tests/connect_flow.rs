@@ -400,6 +400,17 @@ async fn bad_input_gets_a_clear_4xx() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+    // Legacy: the token is checked before the request, so a missing parameter with no token
+    // (or a token not recognised) is answered as an authentication failure first.
+    let path = "/api/v1/openfinance/secure/fetch-external-accounts-for-user/";
+    assert_eq!(
+        s.call(Method::GET, path, None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.call(Method::GET, path, Some("nope"), None).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Legacy: missing parameters.
     let legacy = s
         .call(

@@ -15,7 +15,7 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use shared::auth::authenticate_legacy;
+use shared::auth::{Principal, authenticate_legacy, legacy_same_user};
 use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::insights::summary::round2;
 use shared::insights::{legacy_total_balance, legacy_total_debt, single_currency_total};
@@ -54,20 +54,10 @@ struct DebtRequest {
 }
 
 /// The token's user, who must be the `user_id` of the body.
-async fn same_user(
-    state: &AppState,
-    headers: &HeaderMap,
-    user_id: &str,
-) -> Result<ObjectId, AppError> {
-    let principal = authenticate_legacy(state, headers).await?;
-    let claimed = ObjectId::parse_str(user_id.trim())
+fn same_user(principal: &Principal, user_id: &str) -> Result<ObjectId, AppError> {
+    ObjectId::parse_str(user_id.trim())
         .map_err(|_| AppError::BadRequest("user_id is not a valid id".into()))?;
-    match principal.user_id {
-        Some(id) if id == claimed => Ok(id),
-        _ => Err(AppError::Forbidden(
-            "the token does not belong to this user".into(),
-        )),
-    }
+    legacy_same_user(principal, user_id)
 }
 
 /// A required list of ObjectId strings (`[]` for none), deduplicated.
@@ -118,9 +108,10 @@ async fn total_balance(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&state, &headers).await?;
     let body = body_bytes(body)?;
     let request: BalanceRequest = json_body(&headers, &body)?;
-    let user_id = same_user(&state, &headers, &request.user_id).await?;
+    let user_id = same_user(&principal, &request.user_id)?;
     let ids = listed_ids(
         request.connected_external_accounts.as_ref(),
         "connected_external_accounts",
@@ -137,9 +128,10 @@ async fn total_debt(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&state, &headers).await?;
     let body = body_bytes(body)?;
     let request: DebtRequest = json_body(&headers, &body)?;
-    let user_id = same_user(&state, &headers, &request.user_id).await?;
+    let user_id = same_user(&principal, &request.user_id)?;
     let ids = listed_ids(
         request.connected_external_products.as_ref(),
         "connected_external_products",

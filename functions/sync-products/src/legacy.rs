@@ -10,12 +10,12 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use shared::auth::{Principal, authenticate_legacy};
+use shared::auth::{authenticate_legacy, legacy_same_user};
 use shared::consents;
 use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::institutions::Institution;
 use shared::sync::sync_consent;
-use shared::{AppError, AppState, Legacy};
+use shared::{AppError, Legacy};
 
 use crate::{Sync, products_of};
 
@@ -38,24 +38,6 @@ pub fn routes() -> Router<Sync> {
     )
 }
 
-async fn same_user(
-    state: &AppState,
-    headers: &HeaderMap,
-    identifier: &str,
-) -> Result<ObjectId, AppError> {
-    let principal: Principal = authenticate_legacy(state, headers).await?;
-    let matches = principal.user_name.as_deref() == Some(identifier)
-        || principal
-            .user_id
-            .is_some_and(|id| id.to_hex() == identifier);
-    match principal.user_id {
-        Some(id) if matches => Ok(id),
-        _ => Err(AppError::Forbidden(
-            "the token does not belong to this user".into(),
-        )),
-    }
-}
-
 #[derive(Deserialize)]
 struct UserQuery {
     user_identifier: Option<String>,
@@ -75,14 +57,13 @@ async fn fetch_for_user(
     headers: HeaderMap,
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&s.state, &headers).await?;
     let Query(query) =
         query.map_err(|_| AppError::BadRequest("invalid query parameters".into()))?;
-    let user_id = same_user(
-        &s.state,
-        &headers,
+    let user_id = legacy_same_user(
+        &principal,
         required(&query.user_identifier, "user_identifier")?,
-    )
-    .await?;
+    )?;
     Ok(Json(
         json!({"products": products_of(&s.state, user_id, None, None, false).await?}),
     ))
@@ -93,14 +74,13 @@ async fn fetch_for_user_and_institution(
     headers: HeaderMap,
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&s.state, &headers).await?;
     let Query(query) =
         query.map_err(|_| AppError::BadRequest("invalid query parameters".into()))?;
-    let user_id = same_user(
-        &s.state,
-        &headers,
+    let user_id = legacy_same_user(
+        &principal,
         required(&query.user_identifier, "user_identifier")?,
-    )
-    .await?;
+    )?;
     let institution = Institution::parse(required(&query.institution_name, "institution_name")?)
         .ok_or_else(|| AppError::BadRequest("unknown institution_name".into()))?;
     Ok(Json(
@@ -123,10 +103,11 @@ async fn retrieve_for_user(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Legacy> {
+    let principal = authenticate_legacy(&s.state, &headers).await?;
     let request: RetrieveRequest = json_body(&headers, &body_bytes(body)?)?;
     let user_id = ObjectId::parse_str(&request.user_id)
         .map_err(|_| AppError::BadRequest("user_id is not a valid id".into()))?;
-    if same_user(&s.state, &headers, &request.user_name).await? != user_id {
+    if legacy_same_user(&principal, &request.user_name)? != user_id {
         return Err(AppError::Forbidden("the token does not belong to this user".into()).into());
     }
     let institution = Institution::parse(&request.product_bank)

@@ -96,6 +96,23 @@ pub async fn authenticate_legacy(
     })
 }
 
+/// A legacy route names its user (by user name or ObjectId); the token must be that user's, or
+/// the answer is 403, as the reference backend gives. Called after authentication, so a
+/// missing or bad token is answered as such before anything about the request.
+pub fn legacy_same_user(principal: &Principal, identifier: &str) -> Result<ObjectId, AppError> {
+    let identifier = identifier.trim();
+    let named = principal.user_name.as_deref() == Some(identifier)
+        || principal
+            .user_id
+            .is_some_and(|id| id.to_hex() == identifier);
+    match principal.user_id {
+        Some(id) if named => Ok(id),
+        _ => Err(AppError::Forbidden(
+            "the token does not belong to this user".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
