@@ -50,6 +50,11 @@ impl KeyRing {
                     "secret key 'verification_keys[{i}]' is not a public EC P-256 JWK with a kid"
                 ))
             };
+            if value.get("d").is_some() {
+                return Err(AppError::Config(format!(
+                    "secret key 'verification_keys[{i}]' holds a private key; it must be public"
+                )));
+            }
             let jwk: Jwk = serde_json::from_value(value.clone()).map_err(|_| bad())?;
             let kid = jwk.common.key_id.clone().ok_or_else(bad)?;
             if verifiers.contains_key(&kid) {
@@ -57,6 +62,12 @@ impl KeyRing {
             }
             verifiers.insert(kid, decoding_key(&jwk).map_err(|_| bad())?);
             keys.push(jwk);
+        }
+        if verifiers.is_empty() {
+            return Err(AppError::Config(
+                "secret keys 'signing_key' and 'verification_keys' are both missing: no token could be verified"
+                    .into(),
+            ));
         }
         Ok(KeyRing {
             signer,
@@ -162,5 +173,31 @@ mod tests {
         secret.signing_key.as_mut().unwrap().private_key_pem = "garbage".into();
         let err = KeyRing::from_secret(&secret).err().unwrap().to_string();
         assert!(err.contains("signing_key.private_key_pem"), "{err}");
+    }
+
+    #[test]
+    fn no_key_at_all_or_a_private_verification_key_is_a_start_up_error() {
+        let mut secret = secret_with_key();
+        secret.signing_key = None;
+        let err = KeyRing::from_secret(&secret).err().unwrap().to_string();
+        assert!(
+            err.contains("'signing_key' and 'verification_keys'"),
+            "{err}"
+        );
+
+        let mut public = serde_json::to_value(
+            &KeyRing::from_secret(&secret_with_key())
+                .unwrap()
+                .jwks()
+                .keys[0],
+        )
+        .unwrap();
+        public["d"] = "c2VjcmV0".into();
+        secret.verification_keys = vec![public];
+        let err = KeyRing::from_secret(&secret).err().unwrap().to_string();
+        assert!(
+            err.contains("verification_keys[0]") && err.contains("private"),
+            "{err}"
+        );
     }
 }
