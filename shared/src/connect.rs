@@ -157,10 +157,32 @@ pub async fn upsert_products(
         "ProductCustomer.UserId",
     )
     .await?;
-    let returned: Vec<Bson> = stored
+    let closed = close_missing(
+        state,
+        consent,
+        &stored,
+        EXTERNAL_PRODUCTS,
+        "ProductCustomer.UserId",
+        "ProductStatus",
+    )
+    .await?;
+    Ok((stored, closed))
+}
+
+/// What the institution no longer returns for this customer is marked `Closed` (with
+/// `Provenance.ClosedAt`), never deleted. Returns how many were closed now.
+async fn close_missing(
+    state: &AppState,
+    consent: &Consent,
+    returned: &[Document],
+    collection: &str,
+    owner_field: &str,
+    status_field: &str,
+) -> Result<u64, AppError> {
+    let returned: Vec<Bson> = returned
         .iter()
-        .filter_map(|p| {
-            p.get_document("Provenance")
+        .filter_map(|d| {
+            d.get_document("Provenance")
                 .ok()?
                 .get_str("ExternalId")
                 .ok()
@@ -170,18 +192,18 @@ pub async fn upsert_products(
     let closed = state
         .db
         .open_finance
-        .collection::<Document>(EXTERNAL_PRODUCTS)
+        .collection::<Document>(collection)
         .update_many(
             doc! {
-                "ProductCustomer.UserId": consent.user_id,
+                owner_field: consent.user_id,
                 "Provenance.Institution": consent.institution.id(),
                 "Provenance.ExternalId": {"$nin": returned},
-                "ProductStatus": {"$ne": "Closed"},
+                status_field: {"$ne": "Closed"},
             },
-            doc! {"$set": {"ProductStatus": "Closed", "Provenance.ClosedAt": DateTime::now()}},
+            doc! {"$set": {status_field: "Closed", "Provenance.ClosedAt": DateTime::now()}},
         )
         .await?;
-    Ok((stored, closed.modified_count))
+    Ok(closed.modified_count)
 }
 
 /// The consent's accounts at its institution, normalised, read with `token` (see
@@ -232,19 +254,30 @@ pub async fn fetch_accounts(
 
 /// Upserts normalised accounts keyed by (institution, external id, owner) and returns them as
 /// stored. Re-running with the same data leaves the same documents (only `LastSyncedAt` moves).
+/// An account the institution no longer returns becomes `AccountStatus: "Closed"`.
 pub async fn upsert_accounts(
     state: &AppState,
     consent: &Consent,
     accounts: &[Document],
 ) -> Result<Vec<Document>, AppError> {
-    upsert(
+    let stored = upsert(
         state,
         consent,
         accounts,
         EXTERNAL_ACCOUNTS,
         "AccountUser.UserId",
     )
-    .await
+    .await?;
+    close_missing(
+        state,
+        consent,
+        &stored,
+        EXTERNAL_ACCOUNTS,
+        "AccountUser.UserId",
+        "AccountStatus",
+    )
+    .await?;
+    Ok(stored)
 }
 
 async fn upsert(

@@ -213,11 +213,35 @@ async fn a_product_the_bank_no_longer_returns_is_closed_not_deleted() {
         "ProductCustomer": {"UserName": "fridaklo", "UserId": frida},
         "Provenance": {"Institution": "green-bank", "ExternalId": "GB-PRD-5555", "ConnectionStatus": "Connected"},
     }).await.unwrap();
+    // An account the bank no longer returns, likewise.
+    let accounts = s
+        .ctx
+        .state
+        .db
+        .open_finance
+        .collection::<Document>("external_accounts");
+    accounts.insert_one(doc! {
+        "AccountNumber": "999", "AccountBank": "Green Bank", "AccountStatus": "Active", "AccountType": "Savings",
+        "AccountBalance": 10.0, "AccountCurrency": "USD",
+        "AccountUser": {"UserName": "fridaklo", "UserId": frida},
+        "Provenance": {"Institution": "green-bank", "ExternalId": "GB-ACC-9999", "ConnectionStatus": "Connected"},
+    }).await.unwrap();
     let reply = s
         .call(Method::POST, "/products/sync", Some(FRIDA), None)
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["counts"]["ClosedProducts"], 1, "{}", reply.body);
+    let closed_account = accounts
+        .find_one(doc! {"Provenance.ExternalId": "GB-ACC-9999"})
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(closed_account.get_str("AccountStatus").unwrap(), "Closed");
+    let open_accounts = accounts
+        .count_documents(doc! {"AccountUser.UserId": frida, "Provenance.Institution": "green-bank", "AccountStatus": {"$ne": "Closed"}})
+        .await
+        .unwrap();
+    assert!(open_accounts > 0, "the accounts the bank returns stay open");
     let gone = products
         .find_one(doc! {"Provenance.ExternalId": "GB-PRD-5555"})
         .await
