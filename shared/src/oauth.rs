@@ -18,7 +18,8 @@ pub const REFRESH_TOKEN: &str = "refresh_token";
 const SPENT: &str = "spent_grant";
 /// A refresh token presented again this soon after its rotation, by the same client, is a
 /// retry whose answer was lost (a timeout after the server rotated), not a replay: it rotates
-/// again instead of revoking the family. Codes get no such grace.
+/// again, revoking the earlier rotation's refresh token, instead of revoking the family.
+/// Codes get no such grace.
 pub const REFRESH_REUSE_GRACE_SECONDS: i64 = 30;
 /// Codes are exchanged straight after approval; a minute is plenty.
 pub const CODE_TTL_SECONDS: i64 = 60;
@@ -75,15 +76,19 @@ pub async fn issue_code(db: &Db, grant: &Grant, code_challenge: &str) -> Result<
 }
 
 /// Issues a refresh token for a consent, valid until `expires` (the consent's expiry).
+/// `rotated_from` is the digest of the refresh token it replaces, if any.
 pub async fn issue_refresh_token(
     db: &Db,
     grant: &Grant,
     expires: DateTime,
+    rotated_from: Option<&str>,
 ) -> Result<String, AppError> {
     let token = random_secret(32);
-    db.tokens()
-        .insert_one(record(REFRESH_TOKEN, &token, grant, expires))
-        .await?;
+    let mut rec = record(REFRESH_TOKEN, &token, grant, expires);
+    if let Some(parent) = rotated_from {
+        rec.insert("RotatedFrom", parent);
+    }
+    db.tokens().insert_one(rec).await?;
     Ok(token)
 }
 
@@ -140,10 +145,18 @@ async fn spend(db: &Db, kind: &str, raw: &str, client_id: &str) -> Result<Docume
             return Err(e.into());
         }
         if kind == REFRESH_TOKEN && within_reuse_grace(db, &hash, client_id).await? {
+            // The earlier rotation's refresh token (whose answer was presumably lost) is
+            // revoked, so one branch of the family stays live, never two.
             tracing::info!(
                 kind,
                 "refresh token reused within the grace period: rotating again"
             );
+            db.tokens()
+                .update_many(
+                    doc! {"RotatedFrom": &hash, "TokenType": REFRESH_TOKEN, "Revoked": false},
+                    doc! {"$set": {"Revoked": true, "TokenDates.RevocationDate": DateTime::now()}},
+                )
+                .await?;
             return Ok(rec);
         }
         if let Some(consent_id) = consent_id {
@@ -222,14 +235,15 @@ pub async fn redeem_code(
     grant_of(&rec)
 }
 
-/// Redeems a refresh token (rotation: it can be used once).
+/// Redeems a refresh token (rotation: it can be used once). Returns the grant and the token's
+/// digest, which the replacement records as `RotatedFrom`.
 pub async fn redeem_refresh_token(
     db: &Db,
     token: &str,
     client_id: &str,
-) -> Result<Grant, AppError> {
+) -> Result<(Grant, String), AppError> {
     let rec = spend(db, REFRESH_TOKEN, token, client_id).await?;
-    grant_of(&rec)
+    Ok((grant_of(&rec)?, sha256_hex(token)))
 }
 
 /// Revokes every token of a consent: access tokens, refresh tokens, unused codes.

@@ -786,6 +786,14 @@ async fn pkce_single_use_codes_and_refresh_rotation_with_replay_detection() {
     )
     .await;
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    let r3 = retried.body["refresh_token"].as_str().unwrap().to_string();
+    // One branch stays live: the earlier rotation's refresh token is revoked by the retry.
+    let earlier = token_call(
+        &s,
+        &[("grant_type", "refresh_token"), ("refresh_token", &r2)],
+    )
+    .await;
+    assert_eq!(earlier.body["error"], "invalid_grant", "{}", earlier.body);
 
     // The same reuse after the grace period is a replay: refused, and the family revoked.
     let long_ago = mongodb::bson::DateTime::from_millis(
@@ -806,13 +814,13 @@ async fn pkce_single_use_codes_and_refresh_rotation_with_replay_detection() {
     )
     .await;
     assert_eq!(replay.body["error"], "invalid_grant");
-    let r2_after = token_call(
+    let r3_after = token_call(
         &s,
-        &[("grant_type", "refresh_token"), ("refresh_token", &r2)],
+        &[("grant_type", "refresh_token"), ("refresh_token", &r3)],
     )
     .await;
     assert_eq!(
-        r2_after.body["error"], "invalid_grant",
+        r3_after.body["error"], "invalid_grant",
         "the family survived a replay"
     );
     let bank = s

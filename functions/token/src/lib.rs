@@ -92,14 +92,15 @@ async fn token(
                 .get("code_verifier")
                 .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
             let grant = oauth::redeem_code(&state.db, code, &client.client_id, verifier).await?;
-            Ok(consent_tokens(&state, grant, false).await?)
+            Ok(consent_tokens(&state, grant, false, None).await?)
         }
         _ => {
             let refresh = form
                 .get("refresh_token")
                 .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-            let grant = oauth::redeem_refresh_token(&state.db, refresh, &client.client_id).await?;
-            Ok(consent_tokens(&state, grant, true).await?)
+            let (grant, spent) =
+                oauth::redeem_refresh_token(&state.db, refresh, &client.client_id).await?;
+            Ok(consent_tokens(&state, grant, true, Some(&spent)).await?)
         }
     }
 }
@@ -132,6 +133,7 @@ async fn consent_tokens(
     state: &AppState,
     grant: oauth::Grant,
     require_authorised: bool,
+    rotated_from: Option<&str>,
 ) -> Result<Response, AppError> {
     let consent = consents::get_any(&state.db, grant.consent_id)
         .await?
@@ -155,7 +157,8 @@ async fn consent_tokens(
     let secret = state.secrets.current().await?;
     let access_token = jwt::issue(&secret.keys, &claims)?;
     tokens::record_issued(&state.db, &access_token, &claims, Some(consent.user_id)).await?;
-    let refresh_token = oauth::issue_refresh_token(&state.db, &grant, consent.expires_at).await?;
+    let refresh_token =
+        oauth::issue_refresh_token(&state.db, &grant, consent.expires_at, rotated_from).await?;
     Ok(token_response(
         &access_token,
         INSTITUTION_TOKEN_TTL,
