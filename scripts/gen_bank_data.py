@@ -156,6 +156,21 @@ def main():
         "AccountDate": {"OpeningDate": "2021-02-11T09:00:00.000Z"},
         "MDBAccountNarrative": "Euro savings account at MongoDB Bank"}))
 
+    # A Berlin Group card account (its own resource at MongoDB Bank), for claumon.
+    clau = next(c for c in banks["mongodb-bank"].values() if c["userName"] == "claumon")
+    clau["cardAccounts"] = [{
+        "resourceId": "mdb-card-4417", "maskedPan": "541275******4417", "currency": "USD",
+        "name": "MongoDB Bank Everyday Card", "product": "Credit card", "status": "enabled",
+        "openingDate": "2023-03-01", "interestRate": "19.90",
+        "creditLimit": {"currency": "USD", "amount": "4000.00"},
+        "balances": [
+            {"balanceType": "interimBooked", "balanceAmount": {"currency": "USD", "amount": "-612.75"},
+             "referenceDate": "2025-01-20"},
+            {"balanceType": "closingBooked", "balanceAmount": {"currency": "USD", "amount": "-598.10"},
+             "referenceDate": "2025-01-19"},
+        ],
+    }]
+
     for bank, customers in banks.items():
         out = {"institution": bank, "customers": sorted(customers.values(), key=lambda c: c["customerId"])}
         (DATA / "banks" / f"{bank}.json").write_text(json.dumps(out, indent=2) + "\n")

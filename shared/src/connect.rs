@@ -133,10 +133,22 @@ pub async fn fetch_products(
             normalise::green_products(&body, &ctx)
         }
         Institution::MongoDbBank => {
-            let body = gateway
+            // Loans and mortgages, and cards: each under its own resource, as the Berlin Group
+            // API has them.
+            let loans = gateway
                 .get_json(Institution::MongoDbBank, "/v1/loans", token, &consent_id)
                 .await?;
-            normalise::mdb_loans(&body, &ctx)
+            let cards = gateway
+                .get_json(
+                    Institution::MongoDbBank,
+                    "/v1/card-accounts",
+                    token,
+                    &consent_id,
+                )
+                .await?;
+            let mut products = normalise::mdb_loans(&loans, &ctx)?;
+            products.extend(normalise::mdb_cards(&cards, &ctx)?);
+            Ok(products)
         }
     }
 }

@@ -73,6 +73,7 @@ pub fn router(state: AppState, faults_enabled: bool) -> Router {
         )
         .route("/banks/mongodb-bank/v1/accounts", get(mdb_accounts))
         .route("/banks/mongodb-bank/v1/loans", get(mdb_loans))
+        .route("/banks/mongodb-bank/v1/card-accounts", get(mdb_cards))
         .with_state(banks)
 }
 
@@ -238,4 +239,15 @@ async fn mdb_loans(State(banks): State<Banks>, headers: HeaderMap) -> Result<Res
     let access = authorise(&banks.state, &headers, bank, &["ReadProducts"]).await?;
     let loans = banks.data.mdb(&access.customer_id, "loans");
     Ok(Json(json!({ "loans": loans })).into_response())
+}
+
+/// Berlin Group card accounts (`/v1/card-accounts`), balances included; a product read.
+async fn mdb_cards(State(banks): State<Banks>, headers: HeaderMap) -> Result<Response, BankError> {
+    let bank = Institution::MongoDbBank;
+    if let Some(fault) = injected_fault(&banks, bank).await? {
+        return Ok(fault);
+    }
+    let access = authorise(&banks.state, &headers, bank, &["ReadProducts"]).await?;
+    let cards = banks.data.mdb(&access.customer_id, "cardAccounts");
+    Ok(Json(json!({ "cardAccounts": cards })).into_response())
 }

@@ -511,3 +511,30 @@ async fn on_demand_sync_and_products_are_the_callers_only() {
         .unwrap();
     assert!(runs.len() >= 2);
 }
+
+#[tokio::test]
+async fn a_mongodb_bank_card_account_is_synced_as_a_credit_card() {
+    let s = stack().await;
+    s.authorised_consent(CLAU, "mongodb-bank", ALL).await;
+    let reply = s
+        .call(Method::POST, "/products/sync", Some(CLAU), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let cards = s
+        .call(
+            Method::GET,
+            "/products?type=CreditCard&institution=mongodb-bank",
+            Some(CLAU),
+            None,
+        )
+        .await;
+    assert_eq!(cards.status, StatusCode::OK, "{}", cards.body);
+    let list = cards.body["products"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{}", cards.body);
+    let card = &list[0];
+    // The interim booked balance, -612.75, is what is owed.
+    assert_eq!(card["ProductAmount"], 612.75);
+    assert_eq!(card["ProductInterestRate"], 19.9);
+    assert_eq!(card["Provenance"]["ExternalId"], "mdb-card-4417");
+    assert_eq!(card["ProductCustomer"]["UserName"], "claumon");
+}

@@ -601,6 +601,95 @@ pub fn mdb_loans(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, AppEr
         .collect()
 }
 
+/// MongoDB Bank (Berlin Group style): `cardAccounts[]`, each with signed `balances[]` (a debit
+/// balance is what the customer owes). Normalised as `CreditCard` products whose amount is the
+/// outstanding debt (nothing owed when the balance is in credit).
+pub fn mdb_cards(body: &Value, ctx: &SyncContext) -> Result<Vec<Document>, AppError> {
+    let list = body["cardAccounts"]
+        .as_array()
+        .ok_or_else(|| malformed(ctx, "cardAccounts is missing"))?;
+    list.iter()
+        .map(|value| {
+            let card = value
+                .as_object()
+                .ok_or_else(|| malformed(ctx, "a card account is not an object"))?;
+            let id = str_field(card, "resourceId")
+                .ok_or_else(|| malformed(ctx, "a card account has no resourceId"))?;
+            let card_currency = currency(ctx, str_field(card, "currency"))?;
+            let balances = card
+                .get("balances")
+                .and_then(Value::as_array)
+                .ok_or_else(|| malformed(ctx, "a card account has no balances"))?;
+            let mut best: Option<(u8, f64)> = None;
+            for b in balances {
+                let amount = b
+                    .pointer("/balanceAmount/amount")
+                    .and_then(Value::as_str)
+                    .and_then(parse_amount)
+                    .ok_or_else(|| malformed(ctx, "a card balance is not a decimal string"))?;
+                if currency(
+                    ctx,
+                    b.pointer("/balanceAmount/currency").and_then(Value::as_str),
+                )? != card_currency
+                {
+                    return Err(malformed(ctx, "a card balance is in another currency"));
+                }
+                let rank = match b["balanceType"].as_str() {
+                    Some("interimBooked") => 0,
+                    Some("closingBooked") => 1,
+                    Some("expected") => 2,
+                    _ => 3,
+                };
+                if best.is_none_or(|(r, _)| rank < r) {
+                    best = Some((rank, amount));
+                }
+            }
+            let (_, balance) =
+                best.ok_or_else(|| malformed(ctx, "a card account has no balance"))?;
+            let status = match str_field(card, "status") {
+                Some("enabled") | None => "Active",
+                Some("deleted") => "Closed",
+                Some("blocked") => "Inactive",
+                Some(_) => "Pending",
+            };
+            let mut d = product_document(
+                ctx,
+                ProductFields {
+                    external_id: id,
+                    product_type: "CreditCard",
+                    status,
+                    // Owed is positive, like every other debt; -0.0 would print as "-0".
+                    amount: if balance < 0.0 { -balance } else { 0.0 },
+                    currency: card_currency,
+                    interest_rate: rate(ctx, card.get("interestRate"))?,
+                    opened: opening_date(ctx, str_field(card, "openingDate"))?,
+                },
+            );
+            if let Some(limit) = card.get("creditLimit") {
+                let amount = limit["amount"]
+                    .as_str()
+                    .and_then(parse_amount)
+                    .ok_or_else(|| malformed(ctx, "a credit limit is not a decimal string"))?;
+                d.insert("CreditLimit", amount);
+            }
+            keep_unmapped(
+                &mut d,
+                card,
+                &[
+                    "resourceId",
+                    "currency",
+                    "balances",
+                    "status",
+                    "interestRate",
+                    "openingDate",
+                    "creditLimit",
+                ],
+            );
+            Ok(d)
+        })
+        .collect()
+}
+
 /// The `$set` for an upsert: sub-documents as dotted paths, so the filter's dotted keys and
 /// the update never touch the same path twice.
 pub fn as_set(document: &Document) -> Document {
@@ -697,6 +786,52 @@ mod tests {
                 .unwrap(),
             c.user_id
         );
+    }
+
+    #[test]
+    fn mongodb_bank_cards_are_credit_card_products_owing_the_debit_balance() {
+        let c = ctx(Institution::MongoDbBank);
+        let body = json!({"cardAccounts": [{
+            "resourceId": "mdb-card-1", "maskedPan": "525412******3241", "currency": "USD",
+            "name": "Everyday card", "status": "enabled", "interestRate": "19.90",
+            "creditLimit": {"currency": "USD", "amount": "3000.00"},
+            "balances": [
+                {"balanceType": "closingBooked", "balanceAmount": {"currency": "USD", "amount": "-100.00"}},
+                {"balanceType": "interimBooked", "balanceAmount": {"currency": "USD", "amount": "-412.30"}}
+            ]
+        }, {
+            "resourceId": "mdb-card-2", "currency": "USD", "status": "deleted",
+            "balances": [{"balanceType": "interimBooked", "balanceAmount": {"currency": "USD", "amount": "5.00"}}]
+        }]});
+        let docs = mdb_cards(&body, &c).unwrap();
+        let d = &docs[0];
+        assert_eq!(d.get_str("ProductType").unwrap(), "CreditCard");
+        assert_eq!(d.get_f64("ProductAmount").unwrap(), 412.3);
+        assert_eq!(d.get_f64("ProductInterestRate").unwrap(), 19.9);
+        assert_eq!(d.get_f64("CreditLimit").unwrap(), 3000.0);
+        assert_eq!(d.get_str("maskedPan").unwrap(), "525412******3241");
+        assert_eq!(
+            d.get_document("Provenance")
+                .unwrap()
+                .get_str("ExternalId")
+                .unwrap(),
+            "mdb-card-1"
+        );
+        assert_eq!(docs[1].get_f64("ProductAmount").unwrap(), 0.0);
+        assert_eq!(docs[1].get_str("ProductStatus").unwrap(), "Closed");
+        for bad in [
+            json!({}),
+            json!({"cardAccounts": [{"resourceId": "x", "currency": "USD", "balances": []}]}),
+            json!({"cardAccounts": [{"resourceId": "x", "currency": "USD", "balances": [
+                {"balanceType": "interimBooked", "balanceAmount": {"currency": "EUR", "amount": "1.00"}}]}]}),
+            json!({"cardAccounts": [{"resourceId": "x", "currency": "USD", "balances": [
+                {"balanceType": "interimBooked", "balanceAmount": {"currency": "USD", "amount": "1e3"}}]}]}),
+        ] {
+            assert!(
+                matches!(mdb_cards(&bad, &c), Err(AppError::BadGateway(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
