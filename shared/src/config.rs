@@ -22,6 +22,9 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     /// Whether the legacy demo login (`get-authorization`) is served (`DEMO_LOGIN_ENABLED`).
     pub demo_login_enabled: bool,
+    /// How often the list of revoked access tokens is read again (`REVOCATION_REFRESH_SECONDS`,
+    /// default 5): the most a revocation waits to take effect in a warm function.
+    pub revocation_refresh: Duration,
 }
 
 impl Settings {
@@ -45,6 +48,11 @@ impl Settings {
                 900,
             )?),
             demo_login_enabled: parse_bool(&lookup, "DEMO_LOGIN_ENABLED", false)?,
+            revocation_refresh: Duration::from_secs(parse_u64(
+                &lookup,
+                "REVOCATION_REFRESH_SECONDS",
+                5,
+            )?),
         })
     }
 }

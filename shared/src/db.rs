@@ -92,6 +92,14 @@ impl Db {
         )
         .await?;
         create(&tokens, doc! {"UserId": 1}, Some(named("by_user")), true).await?;
+        // The revocation list's periodic read: what was revoked since.
+        create(
+            &tokens,
+            doc! {"Revoked": 1, "TokenDates.RevocationDate": 1},
+            Some(named("by_revocation")),
+            true,
+        )
+        .await?;
         let ttl = IndexOptions::builder()
             .name("expired_tokens_ttl".to_string())
             .expire_after(Duration::from_secs(0))

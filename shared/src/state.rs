@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::revocation::RevocationList;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::error::AppError;
@@ -14,6 +15,7 @@ pub struct Inner {
     pub settings: Settings,
     pub secrets: SecretStore,
     pub db: Db,
+    pub revocations: RevocationList,
 }
 
 impl std::ops::Deref for AppState {
@@ -42,6 +44,7 @@ impl AppState {
 
     pub fn from_parts(settings: Settings, secrets: SecretStore, db: Db) -> Self {
         AppState(Arc::new(Inner {
+            revocations: RevocationList::new(settings.revocation_refresh),
             settings,
             secrets,
             db,

@@ -64,6 +64,8 @@ pub fn settings(secret_id: &str, demo_login: bool) -> Settings {
     Settings::from_lookup(|k| match k {
         "SECRET_ID" => Some(secret_id.to_string()),
         "DEMO_LOGIN_ENABLED" => Some(demo_login.to_string()),
+        // Tests revoke and expect the very next request refused.
+        "REVOCATION_REFRESH_SECONDS" => Some("0".into()),
         _ => None,
     })
     .expect("test settings")
@@ -117,6 +119,11 @@ impl TestContext {
     /// The same application (same secret, same databases) on a database client that counts
     /// the commands it sends, so tests can assert database round trips per request.
     pub async fn counting_state(&self) -> (AppState, CommandCounter) {
+        self.counting_state_with(self.state.settings.clone()).await
+    }
+
+    /// [`Self::counting_state`] with other settings (say, the production revocation refresh).
+    pub async fn counting_state_with(&self, settings: Settings) -> (AppState, CommandCounter) {
         let counter = CommandCounter::default();
         let mut options = Db::options(&mongodb_uri()).await.expect("client options");
         let seen = counter.0.clone();
@@ -133,7 +140,6 @@ impl TestContext {
             SecretNeeds::All,
         );
         store.current().await.expect("secret");
-        let settings = self.state.settings.clone();
         (AppState::from_parts(settings, store, db), counter)
     }
 }

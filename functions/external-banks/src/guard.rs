@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mongodb::bson::{doc, oid::ObjectId};
+use mongodb::bson::oid::ObjectId;
 use serde_json::json;
 
 use shared::AppError;
 use shared::AppState;
-use shared::auth::{bearer_token, jwt, tokens};
+use shared::auth::{bearer_token, jwt};
 use shared::consents::{self, Consent};
 use shared::institutions::Institution;
 
@@ -141,10 +141,17 @@ pub async fn authorise(
             Some(_) => {}
         }
     }
-    tokens::touch_active(&state.db, doc! {"_id": &claims.jti})
+    if state
+        .revocations
+        .is_revoked(&state.db, &claims.jti)
         .await
         .map_err(|e| BankError::internal(institution, e))?
-        .ok_or_else(|| BankError::token_invalid(institution, "the token has been revoked"))?;
+    {
+        return Err(BankError::token_invalid(
+            institution,
+            "the token has been revoked",
+        ));
+    }
     let consent = consents::get_any(&state.db, consent_id)
         .await
         .map_err(|e| BankError::internal(institution, e))?

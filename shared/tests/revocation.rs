@@ -1,0 +1,52 @@
+//! The revocation list against the real database: read once, then again only after its
+//! refresh interval; expired tokens are not kept; a revocation is seen on the next read.
+
+use std::time::Duration;
+
+use mongodb::bson::{DateTime, doc};
+use shared::auth::revocation::RevocationList;
+use shared::auth::tokens::ACCESS_TOKEN;
+use shared::testing::TestContext;
+
+fn in_ms(ms: i64) -> DateTime {
+    DateTime::from_millis(DateTime::now().timestamp_millis() + ms)
+}
+
+#[tokio::test]
+async fn revocations_are_seen_on_the_next_read_and_not_before() {
+    let ctx = TestContext::new().await;
+    let db = &ctx.state.db;
+    for (jti, expires) in [("live", in_ms(600_000)), ("long-expired", in_ms(-600_000))] {
+        db.tokens()
+            .insert_one(doc! {
+                "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
+                "Revoked": false, "TokenDates": {"ExpiryDate": expires},
+            })
+            .await
+            .unwrap();
+    }
+    let cached = RevocationList::new(Duration::from_secs(300));
+    let eager = RevocationList::new(Duration::ZERO);
+    assert!(!cached.is_revoked(db, "live").await.unwrap());
+    assert!(!eager.is_revoked(db, "live").await.unwrap());
+
+    db.tokens()
+        .update_many(
+            doc! {},
+            doc! {"$set": {"Revoked": true, "TokenDates.RevocationDate": DateTime::now()}},
+        )
+        .await
+        .unwrap();
+    // Within its interval the cached list answers from memory; the next read sees it.
+    assert!(!cached.is_revoked(db, "live").await.unwrap());
+    assert!(eager.is_revoked(db, "live").await.unwrap());
+    // An expired token is refused by its `exp` already; the list does not keep it.
+    assert!(!eager.is_revoked(db, "long-expired").await.unwrap());
+    assert!(
+        RevocationList::new(Duration::from_secs(300))
+            .is_revoked(db, "live")
+            .await
+            .unwrap(),
+        "a fresh list reads everything still unexpired"
+    );
+}
