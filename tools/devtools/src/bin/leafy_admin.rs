@@ -43,9 +43,13 @@ enum Command {
         /// CLIENT_SECRET (mode 0600); printed to stdout otherwise.
         #[arg(long)]
         credentials_file: Option<PathBuf>,
-        /// Leave an existing secret as it is.
+        /// Leave an existing, complete secret as it is.
         #[arg(long)]
         if_missing: bool,
+        /// Replace an existing, complete secret: new keys and clients, so every issued token
+        /// and every stored consent credential stops working.
+        #[arg(long, conflicts_with = "if_missing")]
+        force: bool,
     },
     /// Replace the signing key; the old public key keeps verifying tokens it signed.
     RotateSigningKey,
@@ -77,14 +81,25 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             scopes,
             credentials_file,
             if_missing,
+            force,
         } => {
-            if if_missing && let Some(existing) = get_secret(&sm, &cli.secret_id).await? {
-                // Kept only if it has everything the current functions need.
+            if let Some(existing) = get_secret(&sm, &cli.secret_id).await? {
+                // A complete secret holds the data key of every stored consent credential:
+                // replaced only when asked to.
                 match AppSecret::parse(&existing.to_string(), SecretNeeds::All) {
-                    Ok(_) => {
+                    Ok(_) if if_missing => {
                         println!("secret '{}' exists; left unchanged", cli.secret_id);
                         return Ok(());
                     }
+                    Ok(_) if !force => {
+                        return Err(AppError::Config(format!(
+                            "secret '{}' exists and is complete; replacing it would invalidate \
+                             every issued token and stored consent credential (rotate the \
+                             signing key with rotate-signing-key, or pass --force)",
+                            cli.secret_id
+                        )));
+                    }
+                    Ok(_) => println!("secret '{}' replaced (--force)", cli.secret_id),
                     Err(e) => println!(
                         "secret '{}' is incomplete ({e}); replacing it",
                         cli.secret_id
