@@ -123,9 +123,10 @@ pub async fn fetch_products(
     match consent.institution {
         Institution::GreenBank => {
             let body = gateway
-                .get_json(
+                .get_all_pages(
                     Institution::GreenBank,
                     "/open-banking/v3.1/aisp/products",
+                    "/Data/Product",
                     token,
                     &consent_id,
                 )
@@ -231,9 +232,10 @@ pub async fn fetch_accounts(
     match consent.institution {
         Institution::GreenBank => {
             let accounts = gateway
-                .get_json(
+                .get_all_pages(
                     Institution::GreenBank,
                     "/open-banking/v3.1/aisp/accounts",
+                    "/Data/Account",
                     token,
                     &consent_id,
                 )
@@ -241,9 +243,10 @@ pub async fn fetch_accounts(
             let balances = if with_balances {
                 Some(
                     gateway
-                        .get_json(
+                        .get_all_pages(
                             Institution::GreenBank,
                             "/open-banking/v3.1/aisp/balances",
+                            "/Data/Balance",
                             token,
                             &consent_id,
                         )

@@ -514,6 +514,25 @@ async fn revocation_disconnects_and_tokens_are_bound_to_bank_and_consent() {
     assert_eq!(products.status(), StatusCode::FORBIDDEN);
     let body: Value = products.json().await.unwrap();
     assert!(body["Errors"][0]["ErrorCode"].is_string());
+    // Green Bank pages its lists (UK Open Banking `Links.Next`); connecting followed them.
+    let page = |n: &str| {
+        s.http
+            .get(format!(
+                "{}/banks/green-bank/open-banking/v3.1/aisp/accounts?page={n}",
+                s.base
+            ))
+            .bearer_auth(&green_token)
+            .send()
+    };
+    let first: Value = page("1").await.unwrap().json().await.unwrap();
+    let next = first["Links"]["Next"].as_str().expect("a next page");
+    assert!(next.ends_with("accounts?page=2"), "{next}");
+    let second: Value = page("2").await.unwrap().json().await.unwrap();
+    assert!(second["Links"].get("Next").is_none());
+    let on_pages = first["Data"]["Account"].as_array().unwrap().len()
+        + second["Data"]["Account"].as_array().unwrap().len();
+    assert_eq!(on_pages, 3, "fridaklo's three Green Bank accounts");
+    assert_eq!(page("0").await.unwrap().status(), StatusCode::BAD_REQUEST);
 
     let revoked = s
         .call(

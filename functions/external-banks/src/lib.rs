@@ -117,19 +117,56 @@ async fn injected_fault(
     Ok(None)
 }
 
-fn ob_envelope(self_path: &str, key: &str, items: Vec<Value>) -> Json<Value> {
+/// Items per page of a Green Bank list: small, so the sample customers' lists span pages and
+/// every client follows `Links.Next`.
+const GREEN_PAGE_SIZE: usize = 2;
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+fn page_number(
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<usize, BankError> {
+    match query {
+        Ok(Query(PageQuery { page: None })) => Ok(1),
+        Ok(Query(PageQuery { page: Some(n) })) if n >= 1 => Ok(n),
+        _ => Err(BankError::format(
+            Institution::GreenBank,
+            "page must be a whole number from 1",
+        )),
+    }
+}
+
+/// One page of a UK Open Banking list: `Data`, `Links` (`Self`, and `Next` while more pages
+/// follow, as a path-absolute link inside this API) and `Meta.TotalPages`.
+fn ob_envelope(self_path: &str, key: &str, items: Vec<Value>, page: usize) -> Json<Value> {
+    let link = |n: usize| format!("/banks/green-bank/open-banking/v3.1/aisp/{self_path}?page={n}");
+    let total_pages = items.len().div_ceil(GREEN_PAGE_SIZE).max(1);
+    let on_page: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(GREEN_PAGE_SIZE))
+        .take(GREEN_PAGE_SIZE)
+        .collect();
+    let mut links = json!({ "Self": link(page) });
+    if page < total_pages {
+        links["Next"] = link(page + 1).into();
+    }
     Json(json!({
-        "Data": { key: items },
-        "Links": { "Self": format!("/banks/green-bank/open-banking/v3.1/aisp/{self_path}") },
-        "Meta": { "TotalPages": 1 },
+        "Data": { key: on_page },
+        "Links": links,
+        "Meta": { "TotalPages": total_pages },
     }))
 }
 
 async fn green_accounts(
     State(banks): State<Banks>,
     headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, BankError> {
     let bank = Institution::GreenBank;
+    let page = page_number(query)?;
     if let Some(fault) = injected_fault(&banks, bank).await? {
         return Ok(fault);
     }
@@ -153,33 +190,37 @@ async fn green_accounts(
             account
         })
         .collect();
-    Ok(ob_envelope("accounts", "Account", accounts).into_response())
+    Ok(ob_envelope("accounts", "Account", accounts, page).into_response())
 }
 
 async fn green_balances(
     State(banks): State<Banks>,
     headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, BankError> {
     let bank = Institution::GreenBank;
+    let page = page_number(query)?;
     if let Some(fault) = injected_fault(&banks, bank).await? {
         return Ok(fault);
     }
     let access = authorise(&banks.state, &headers, bank, &["ReadBalances"]).await?;
     let balances = banks.data.green(&access.customer_id, "balances");
-    Ok(ob_envelope("balances", "Balance", balances).into_response())
+    Ok(ob_envelope("balances", "Balance", balances, page).into_response())
 }
 
 async fn green_products(
     State(banks): State<Banks>,
     headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, BankError> {
     let bank = Institution::GreenBank;
+    let page = page_number(query)?;
     if let Some(fault) = injected_fault(&banks, bank).await? {
         return Ok(fault);
     }
     let access = authorise(&banks.state, &headers, bank, &["ReadProducts"]).await?;
     let products = banks.data.green(&access.customer_id, "products");
-    Ok(ob_envelope("products", "Product", products).into_response())
+    Ok(ob_envelope("products", "Product", products, page).into_response())
 }
 
 #[derive(Deserialize)]

@@ -180,6 +180,19 @@ impl BankGateway {
         }
     }
 
+    fn base_url(&self, institution: Institution) -> Result<&str, AppError> {
+        self.config
+            .base_urls
+            .get(&institution)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                AppError::Config(format!(
+                    "no base URL for {} (GREEN_BANK_BASE_URL / MONGODB_BANK_BASE_URL)",
+                    institution.id()
+                ))
+            })
+    }
+
     /// GETs `path` (with query) from the institution's API with the consent's access token.
     pub async fn get_json(
         &self,
@@ -188,16 +201,74 @@ impl BankGateway {
         access_token: &str,
         consent_id: &str,
     ) -> Result<Value, AppError> {
-        let base = self.config.base_urls.get(&institution).ok_or_else(|| {
-            AppError::Config(format!(
-                "no base URL for {} (GREEN_BANK_BASE_URL / MONGODB_BANK_BASE_URL)",
-                institution.id()
-            ))
-        })?;
+        let url = format!("{}{path}", self.base_url(institution)?);
+        self.get_url(institution, &url, access_token, consent_id)
+            .await
+    }
+
+    /// GETs every page of a UK Open Banking list (`Links.Next`), the items under `items` (a
+    /// JSON pointer such as `/Data/Account`) gathered into the first page's body. A next link
+    /// is followed only inside the institution's configured base URL, and at most
+    /// [`MAX_PAGES`] pages; anything else is a malformed payload.
+    pub async fn get_all_pages(
+        &self,
+        institution: Institution,
+        path: &str,
+        items: &str,
+        access_token: &str,
+        consent_id: &str,
+    ) -> Result<Value, AppError> {
+        let base = self.base_url(institution)?;
+        let name = institution.display_name();
+        let malformed = |what: &str| AppError::BadGateway(format!("{name} answered {what}"));
+        let mut url = reqwest::Url::parse(&format!("{base}{path}"))
+            .map_err(|_| AppError::Config(format!("the base URL of {name} is not a URL")))?;
+        let mut first: Option<Value> = None;
+        for _ in 0..MAX_PAGES {
+            let mut page = self
+                .get_url(institution, url.as_str(), access_token, consent_id)
+                .await?;
+            let next = page
+                .pointer("/Links/Next")
+                .and_then(Value::as_str)
+                .map(String::from);
+            match first.as_mut() {
+                None => first = Some(page),
+                Some(body) => {
+                    let more = page
+                        .pointer_mut(items)
+                        .and_then(Value::as_array_mut)
+                        .map(std::mem::take)
+                        .ok_or_else(|| malformed("a malformed payload: a page without its list"))?;
+                    body.pointer_mut(items)
+                        .and_then(Value::as_array_mut)
+                        .ok_or_else(|| malformed("a malformed payload: a page without its list"))?
+                        .extend(more);
+                }
+            }
+            let Some(next) = next.filter(|n| !n.is_empty()) else {
+                return first.ok_or_else(|| malformed("nothing"));
+            };
+            url = url
+                .join(&next)
+                .ok()
+                .filter(|u| within(u.as_str(), base))
+                .ok_or_else(|| malformed("a next-page link outside its API"))?;
+        }
+        Err(malformed(&format!("more than {MAX_PAGES} pages")))
+    }
+
+    async fn get_url(
+        &self,
+        institution: Institution,
+        url: &str,
+        access_token: &str,
+        consent_id: &str,
+    ) -> Result<Value, AppError> {
         let name = institution.display_name();
         let response = self
             .http
-            .get(format!("{base}{path}"))
+            .get(url)
             .bearer_auth(access_token)
             // Berlin Group APIs name the consent in a header; others ignore it.
             .header("Consent-ID", consent_id)
@@ -219,6 +290,16 @@ impl BankGateway {
             s => Err(AppError::BadGateway(format!("{name} answered {s}"))),
         }
     }
+}
+
+/// Most pages of one list followed before the answer is refused as malformed.
+pub const MAX_PAGES: usize = 50;
+
+/// Whether `url` lies inside the API at `base` (same scheme, host, port and path prefix).
+fn within(url: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    url.strip_prefix(base)
+        .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
 }
 
 fn transport_error(name: &str, e: &reqwest::Error) -> AppError {
@@ -257,6 +338,25 @@ async fn read_limited(mut response: reqwest::Response, name: &str) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_links_stay_inside_the_api() {
+        let base = "https://bank.example/banks/green-bank";
+        assert!(within(
+            "https://bank.example/banks/green-bank/aisp/accounts?page=2",
+            base
+        ));
+        assert!(within("https://bank.example/banks/green-bank?page=2", base));
+        for outside in [
+            "https://bank.example/banks/green-bank-evil/aisp",
+            "https://bank.example/banks/mongodb-bank/v1/accounts",
+            "https://evil.example/banks/green-bank/aisp",
+            "http://bank.example/banks/green-bank/aisp",
+            "https://bank.example.evil.example/banks/green-bank/aisp",
+        ] {
+            assert!(!within(outside, base), "{outside}");
+        }
+    }
 
     #[tokio::test]
     async fn an_unconfigured_institution_is_a_configuration_error_at_call_time() {
