@@ -367,9 +367,21 @@ pub async fn connect_accounts(
         let consent = consents::get_any(&state.db, consent.id)
             .await?
             .ok_or_else(|| AppError::NotFound("no such consent".into()))?;
+        if consent.status != consents::AUTHORISED {
+            return Err(AppError::Forbidden(format!(
+                "the consent is {}",
+                consent.status
+            )));
+        }
         let token = access_token(state, gateway, &consent).await?;
         let accounts = fetch_accounts(gateway, &consent, &token).await?;
-        upsert_accounts(state, &consent, &accounts).await
+        let stored = upsert_accounts(state, &consent, &accounts).await?;
+        if consents::disconnect_if_ended(&state.db, consent.id).await? {
+            return Err(AppError::Forbidden(
+                "the consent ended while its accounts were being read".into(),
+            ));
+        }
+        Ok(stored)
     }
     .await;
     consents::release_lease(&state.db, lease).await?;

@@ -186,6 +186,19 @@ async fn expire_if_due(db: &Db, consent: Consent) -> Result<Consent, AppError> {
     Ok(consent)
 }
 
+/// After writing what was fetched under a consent: if the consent ended meanwhile (revoked or
+/// expired while the bank was being read), its data is marked disconnected again, because the
+/// revocation's own disconnect may have run before the write. Returns whether it had ended.
+pub async fn disconnect_if_ended(db: &Db, id: ObjectId) -> Result<bool, AppError> {
+    match get_any(db, id).await? {
+        Some(c) if c.status == AUTHORISED => Ok(false),
+        _ => {
+            disconnect_data(db, id).await?;
+            Ok(true)
+        }
+    }
+}
+
 /// Marks the accounts and products fetched under a consent disconnected (kept, not deleted).
 async fn disconnect_data(db: &Db, consent_id: ObjectId) -> Result<(), AppError> {
     let disconnect = doc! {"$set": {

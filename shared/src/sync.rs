@@ -421,6 +421,12 @@ async fn sync_once(
     let consent = consents::get_any(&state.db, id)
         .await?
         .ok_or_else(|| AppError::NotFound("the consent no longer exists".into()))?;
+    if consent.status != consents::AUTHORISED {
+        return Err(AppError::Forbidden(format!(
+            "the consent is {}",
+            consent.status
+        )));
+    }
     let token = access_token(state, gateway, &consent).await?;
     let accounts = fetch_accounts(gateway, &consent, &token).await?;
     let products = if consent.allows("ReadProducts") {
@@ -433,6 +439,11 @@ async fn sync_once(
         Some(p) => upsert_products(state, &consent, &p).await?,
         None => (Vec::new(), 0),
     };
+    if consents::disconnect_if_ended(&state.db, consent.id).await? {
+        return Err(AppError::Forbidden(
+            "the consent ended while it was being synced".into(),
+        ));
+    }
     Ok((stored_accounts.len(), stored_products.len(), closed))
 }
 

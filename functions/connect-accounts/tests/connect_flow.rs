@@ -569,6 +569,34 @@ async fn revocation_disconnects_and_tokens_are_bound_to_bank_and_consent() {
         0,
         "disconnected accounts listed as connected"
     );
+    // A connect or sync that read the bank before the revocation and writes after it: its
+    // check after writing puts the data back to disconnected.
+    let consent_id = ObjectId::parse_str(&green).unwrap();
+    let external = s
+        .ctx
+        .state
+        .db
+        .open_finance
+        .collection::<Document>("external_accounts");
+    external
+        .update_many(
+            doc! {"Provenance.ConsentId": consent_id},
+            doc! {"$set": {"Provenance.ConnectionStatus": "Connected"}},
+        )
+        .await
+        .unwrap();
+    assert!(
+        consents::disconnect_if_ended(&s.ctx.state.db, consent_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        external
+            .count_documents(doc! {"Provenance.ConsentId": consent_id, "Provenance.ConnectionStatus": "Connected"})
+            .await
+            .unwrap(),
+        0
+    );
 
     let after = s
         .http
