@@ -15,7 +15,7 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use shared::auth::{Principal, authenticate_legacy, legacy_same_user};
+use shared::auth::{Principal, authenticate_legacy};
 use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::insights::summary::round2;
 use shared::insights::{legacy_total_balance, legacy_total_debt, single_currency_total};
@@ -55,9 +55,14 @@ struct DebtRequest {
 
 /// The token's user, who must be the `user_id` of the body.
 fn same_user(principal: &Principal, user_id: &str) -> Result<ObjectId, AppError> {
-    ObjectId::parse_str(user_id.trim())
+    let claimed = ObjectId::parse_str(user_id.trim())
         .map_err(|_| AppError::BadRequest("user_id is not a valid id".into()))?;
-    legacy_same_user(principal, user_id)
+    match principal.user_id {
+        Some(id) if id == claimed => Ok(id),
+        _ => Err(AppError::Forbidden(
+            "the token does not belong to this user".into(),
+        )),
+    }
 }
 
 /// A required list of ObjectId strings (`[]` for none), deduplicated.

@@ -105,7 +105,7 @@ pub fn legacy_same_user(principal: &Principal, identifier: &str) -> Result<Objec
     let named = principal.user_name.as_deref() == Some(identifier)
         || principal
             .user_id
-            .is_some_and(|id| id.to_hex() == identifier);
+            .is_some_and(|id| ObjectId::parse_str(identifier).ok() == Some(id));
     match principal.user_id {
         Some(id) if named => Ok(id),
         _ => Err(AppError::Forbidden(
@@ -118,6 +118,34 @@ pub fn legacy_same_user(principal: &Principal, identifier: &str) -> Result<Objec
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn legacy_routes_name_the_tokens_user_by_name_or_id() {
+        let id = ObjectId::new();
+        let frida = Principal {
+            user_id: Some(id),
+            user_name: Some("fridaklo".into()),
+            client_id: "ui".into(),
+            scopes: vec![],
+        };
+        assert_eq!(legacy_same_user(&frida, "fridaklo").unwrap(), id);
+        assert_eq!(legacy_same_user(&frida, &id.to_hex()).unwrap(), id);
+        assert_eq!(
+            legacy_same_user(&frida, &id.to_hex().to_uppercase()).unwrap(),
+            id
+        );
+        for other in ["gracehop", &ObjectId::new().to_hex(), ""] {
+            assert!(matches!(
+                legacy_same_user(&frida, other),
+                Err(AppError::Forbidden(_))
+            ));
+        }
+        let client = Principal {
+            user_id: None,
+            ..frida
+        };
+        assert!(legacy_same_user(&client, "fridaklo").is_err());
+    }
 
     #[test]
     fn bearer_parsing() {
