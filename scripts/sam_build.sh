@@ -7,6 +7,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_venv
 cd "$ROOT"
 export SAM_CLI_TELEMETRY=0 PATH="$VENV/bin:$PATH"
+# SAM's rust-cargolambda build copies each bootstrap from <CodeUri>/target/lambda, so cargo
+# must build there whatever CARGO_TARGET_DIR the caller has set.
+export CARGO_TARGET_DIR="$ROOT/target"
 
 started=$SECONDS
 "$VENV/bin/sam" build --template template.yaml >"$LOCAL/sam-build.log" 2>&1 \
