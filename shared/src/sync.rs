@@ -4,13 +4,14 @@
 //! - Bounded concurrency; a failing institution or consent is recorded and the others go on.
 //! - Bounded retries with exponential backoff and jitter on timeouts and 5xx, none on 4xx.
 //! - Deadline aware: no consent is started when the remaining time is under a margin; the run
-//!   records the last consent it started and the next scheduled run resumes after it.
+//!   records the last consent it started and the next scheduled run resumes after it. A run
+//!   killed before it could record that (timeout, crash) is resumed after its last checkpoint.
 //! - Idempotent: unique (institution, external id) keys and upserts; a lease on each consent
 //!   keeps two runs from working on (and refreshing the tokens of) the same consent at once.
 //! - Every run writes a `sync_runs` document with its outcome per consent.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -27,7 +28,6 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub const SYNC_RUNS: &str = "sync_runs";
-
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// Consents synced at once (`SYNC_CONCURRENCY`, default 8).
@@ -41,6 +41,10 @@ pub struct SyncOptions {
     pub stop_margin: Duration,
     /// How long a consent's lease lasts; longer than one consent's work with its retries.
     pub lease_seconds: i64,
+    /// A scheduled run records its progress (`Progress`: the last consent before which every
+    /// consent has finished) each time it has moved on by this many consents, so that a run
+    /// killed before it could record where it stopped is resumed there, not repeated.
+    pub checkpoint_every: usize,
 }
 
 impl Default for SyncOptions {
@@ -51,6 +55,7 @@ impl Default for SyncOptions {
             backoff: Duration::from_millis(200),
             stop_margin: Duration::from_secs(10),
             lease_seconds: 120,
+            checkpoint_every: 10,
         }
     }
 }
@@ -201,10 +206,10 @@ async fn select_consents(
                 .db
                 .open_finance
                 .collection::<Document>(SYNC_RUNS)
-                .find_one(doc! {"Trigger": "Scheduled", "FinishedAt": {"$exists": true}})
+                .find_one(doc! {"Trigger": "Scheduled"})
                 .sort(doc! {"StartedAt": -1})
                 .await?;
-            if let Some(after) = last.and_then(|run| run.get_object_id("ResumeAfter").ok()) {
+            if let Some(after) = last.as_ref().and_then(resume_point) {
                 filter.insert("_id", doc! {"$gt": after});
                 resumed = Some(after);
             }
@@ -219,6 +224,18 @@ async fn select_consents(
     Ok((list, resumed))
 }
 
+/// Where the run after `last` starts: after `ResumeAfter` if `last` finished incomplete (from
+/// the beginning if it finished complete); if it never finished (killed at its deadline),
+/// after its last checkpoint, or where it had itself started.
+fn resume_point(last: &Document) -> Option<ObjectId> {
+    if last.contains_key("FinishedAt") {
+        return last.get_object_id("ResumeAfter").ok();
+    }
+    last.get_object_id("Progress")
+        .or_else(|_| last.get_object_id("ResumedAfter"))
+        .ok()
+}
+
 /// Runs one sync. `deadline` is when the Lambda invocation ends (none on demand locally).
 pub async fn run(
     state: &AppState,
@@ -229,20 +246,31 @@ pub async fn run(
 ) -> Result<RunReport, AppError> {
     let runs = state.db.open_finance.collection::<Document>(SYNC_RUNS);
     let run_id = ObjectId::new();
+    // Selected before this run's own record exists, which must not be its own resume point.
+    let (selected, resumed_after) = select_consents(state, trigger).await?;
     let mut record = doc! {"_id": run_id, "Trigger": match trigger { Trigger::Scheduled => "Scheduled", Trigger::OnDemand(_) => "OnDemand" }, "StartedAt": DateTime::now(), "Status": "Running"};
     if let Trigger::OnDemand(user) = trigger {
         record.insert("UserId", user);
     }
+    if let Some(after) = resumed_after {
+        record.insert("ResumedAfter", after);
+    }
     runs.insert_one(record).await?;
-    let (selected, resumed_after) = select_consents(state, trigger).await?;
+    let progress = Arc::new(Mutex::new(Progress::new(selected.len())));
+    let ids: Arc<Vec<ObjectId>> = Arc::new(selected.iter().map(|c| c.id).collect());
+    let checkpoint_every = match trigger {
+        Trigger::Scheduled => options.checkpoint_every.max(1),
+        Trigger::OnDemand(_) => usize::MAX,
+    };
 
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(AtomicUsize::new(0));
     let total = selected.len();
-    let outcomes: Vec<ConsentOutcome> = stream::iter(selected.clone())
+    // Owned items and explicit types: borrowed ones make the future too general to be `Send`.
+    let outcomes: Vec<ConsentOutcome> = stream::iter(selected.clone().into_iter().enumerate())
         // Checked as each consent is about to start, so the deadline stops new work only.
-        .take_while(|_: &Consent| {
+        .take_while(|_: &(usize, Consent)| {
             let go = deadline
                 .is_none_or(|d| d.saturating_duration_since(Instant::now()) > options.stop_margin);
             if go {
@@ -250,13 +278,30 @@ pub async fn run(
             }
             std::future::ready(go)
         })
-        .map(|consent: Consent| {
-            let (in_flight, peak) = (in_flight.clone(), peak.clone());
+        .map(|(index, consent): (usize, Consent)| {
+            let (in_flight, peak, runs) = (in_flight.clone(), peak.clone(), runs.clone());
+            let (progress, ids) = (progress.clone(), ids.clone());
             async move {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
                 let outcome = sync_consent(state, gateway, &consent, options, deadline).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
+                let checkpoint = progress
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .finish(index, checkpoint_every);
+                if let Some(done) = checkpoint {
+                    // `$max`: checkpoints written out of order never move progress back.
+                    let written = runs
+                        .update_one(
+                            doc! {"_id": run_id},
+                            doc! {"$max": {"Progress": ids[done - 1]}},
+                        )
+                        .await;
+                    if let Err(e) = written {
+                        tracing::warn!(run_id = %run_id, error = %e, "could not record progress");
+                    }
+                }
                 outcome
             }
         })
@@ -301,9 +346,6 @@ pub async fn run(
     if let Some(after) = resume_after {
         update.insert("ResumeAfter", after);
     }
-    if let Some(after) = resumed_after {
-        update.insert("ResumedAfter", after);
-    }
     runs.update_one(doc! {"_id": run_id}, doc! {"$set": update})
         .await?;
     tracing::info!(run_id = %run_id, status = %status, complete, consents = counts.consents, failed = counts.failed, "sync run finished");
@@ -316,6 +358,40 @@ pub async fn run(
         outcomes,
         peak_concurrency: peak.load(Ordering::SeqCst),
     })
+}
+
+/// Which of a run's consents have finished, and the low-water mark: how many at the front of
+/// the list have all finished. Only that prefix may be skipped by a resuming run; consents
+/// finished out of order beyond it are synced again, which is harmless (upserts).
+struct Progress {
+    finished: Vec<bool>,
+    low_water: usize,
+    checkpointed: usize,
+}
+
+impl Progress {
+    fn new(consents: usize) -> Self {
+        Progress {
+            finished: vec![false; consents],
+            low_water: 0,
+            checkpointed: 0,
+        }
+    }
+
+    /// Marks consent `index` finished; returns the new low-water mark when it has moved on by
+    /// at least `every` since the last checkpoint, which the caller then records.
+    fn finish(&mut self, index: usize, every: usize) -> Option<usize> {
+        self.finished[index] = true;
+        while self.finished.get(self.low_water) == Some(&true) {
+            self.low_water += 1;
+        }
+        if self.low_water - self.checkpointed >= every {
+            self.checkpointed = self.low_water;
+            Some(self.low_water)
+        } else {
+            None
+        }
+    }
 }
 
 fn to_bson<T: Serialize>(value: &T) -> Result<mongodb::bson::Bson, AppError> {
@@ -463,6 +539,38 @@ mod tests {
         assert_eq!(run_status(&c(3, 0)), "Succeeded");
         assert_eq!(run_status(&c(3, 1)), "PartiallySucceeded");
         assert_eq!(run_status(&c(3, 3)), "Failed");
+    }
+
+    #[test]
+    fn progress_checkpoints_only_a_finished_prefix() {
+        let mut p = Progress::new(6);
+        // Out of order: 1 and 2 finish first, nothing before them has, so nothing to record.
+        assert_eq!(p.finish(1, 2), None);
+        assert_eq!(p.finish(2, 2), None);
+        // 0 finishes: the first three are done.
+        assert_eq!(p.finish(0, 2), Some(3));
+        // One more is not yet `every` past the last checkpoint.
+        assert_eq!(p.finish(3, 2), None);
+        assert_eq!(p.finish(5, 2), None);
+        assert_eq!(p.finish(4, 2), Some(6));
+    }
+
+    #[test]
+    fn resume_point_follows_how_the_last_run_ended() {
+        let (a, b) = (ObjectId::new(), ObjectId::new());
+        let finished = |extra: Document| {
+            let mut d = doc! {"FinishedAt": DateTime::now(), "Progress": b};
+            d.extend(extra);
+            d
+        };
+        assert_eq!(resume_point(&finished(doc! {})), None);
+        assert_eq!(resume_point(&finished(doc! {"ResumeAfter": a})), Some(a));
+        assert_eq!(
+            resume_point(&doc! {"Progress": b, "ResumedAfter": a}),
+            Some(b)
+        );
+        assert_eq!(resume_point(&doc! {"ResumedAfter": a}), Some(a));
+        assert_eq!(resume_point(&doc! {}), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn options() -> SyncOptions {
         backoff: Duration::from_millis(10),
         stop_margin: Duration::ZERO,
         lease_seconds: 60,
+        checkpoint_every: 10,
     }
 }
 
@@ -193,6 +194,60 @@ async fn a_tiny_deadline_stops_cleanly_and_the_next_run_resumes() {
             .unwrap()
             .len(),
         ids.len()
+    );
+}
+
+#[tokio::test]
+async fn a_run_killed_before_it_finished_is_resumed_after_its_last_checkpoint() {
+    let s = stack().await;
+    let ids = consents_for_everyone(&s).await;
+    let mut checkpointing = options();
+    checkpointing.checkpoint_every = 2;
+    let full = sync::run(
+        &s.ctx.state,
+        &s.gateway,
+        Trigger::Scheduled,
+        None,
+        &checkpointing,
+    )
+    .await
+    .unwrap();
+    assert!(full.complete);
+    // Checkpoints as it went, the last one with every consent finished.
+    let record = run_record(&s, &full.run_id.to_hex()).await;
+    assert_eq!(record.get_object_id("Progress").unwrap().to_hex(), ids[7]);
+
+    // A later run killed (Lambda timeout) after its checkpoint at the third consent: no
+    // `FinishedAt`, no `ResumeAfter`, only its progress.
+    let runs = s
+        .ctx
+        .state
+        .db
+        .open_finance
+        .collection::<Document>("sync_runs");
+    runs.insert_one(doc! {
+        "Trigger": "Scheduled", "StartedAt": DateTime::now(), "Status": "Running",
+        "Progress": ObjectId::parse_str(&ids[2]).unwrap(),
+    })
+    .await
+    .unwrap();
+    let next = scheduled(&s, None).await;
+    assert_eq!(next["complete"], true, "{next}");
+    let synced: Vec<&str> = next["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["consentId"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = ids[3..].iter().map(String::as_str).collect();
+    let mut synced_sorted = synced.clone();
+    synced_sorted.sort();
+    expected.sort();
+    assert_eq!(synced_sorted, expected, "resumed after the checkpoint");
+    let record = run_record(&s, next["runId"].as_str().unwrap()).await;
+    assert_eq!(
+        record.get_object_id("ResumedAfter").unwrap().to_hex(),
+        ids[2]
     );
 }
 
