@@ -168,6 +168,7 @@ pub async fn upsert_products(
         products,
         EXTERNAL_PRODUCTS,
         "ProductCustomer.UserId",
+        &[],
     )
     .await?;
     let closed = close_missing(
@@ -270,6 +271,13 @@ pub async fn fetch_accounts(
 /// Upserts normalised accounts keyed by (institution, external id, owner) and returns them as
 /// stored. Re-running with the same data leaves the same documents (only `LastSyncedAt` moves).
 /// An account the institution no longer returns becomes `AccountStatus: "Closed"`.
+/// Account fields that a narrower consent does not read (balances without `ReadBalances`,
+/// identification without `ReadAccountsDetail`; `Account` is Green Bank's identification,
+/// kept as a source field). Absent from a read, they are removed from the stored account
+/// rather than left from an earlier, broader consent under a fresh `LastSyncedAt`.
+const PERMISSION_DEPENDENT_ACCOUNT_FIELDS: &[&str] =
+    &["AccountBalance", "AccountNumber", "Account"];
+
 pub async fn upsert_accounts(
     state: &AppState,
     consent: &Consent,
@@ -281,6 +289,7 @@ pub async fn upsert_accounts(
         accounts,
         EXTERNAL_ACCOUNTS,
         "AccountUser.UserId",
+        PERMISSION_DEPENDENT_ACCOUNT_FIELDS,
     )
     .await?;
     close_missing(
@@ -301,6 +310,7 @@ async fn upsert(
     documents: &[Document],
     collection: &str,
     owner_field: &str,
+    removed_when_absent: &[&str],
 ) -> Result<Vec<Document>, AppError> {
     let collection = state.db.open_finance.collection::<Document>(collection);
     let mut external_ids = Vec::with_capacity(documents.len());
@@ -315,8 +325,17 @@ async fn upsert(
             "Provenance.ExternalId": external_id,
             owner_field: consent.user_id,
         };
+        let mut update = doc! {"$set": as_set(document)};
+        let absent: Document = removed_when_absent
+            .iter()
+            .filter(|field| !document.contains_key(**field))
+            .map(|field| (field.to_string(), Bson::String(String::new())))
+            .collect();
+        if !absent.is_empty() {
+            update.insert("$unset", absent);
+        }
         collection
-            .update_one(filter, doc! {"$set": as_set(document)})
+            .update_one(filter, update)
             .upsert(true)
             .await
             .map_err(|e| {

@@ -181,6 +181,67 @@ async fn mongodb_bank_connects_in_its_own_style_and_legacy_retrieve_uses_the_con
 }
 
 #[tokio::test]
+async fn a_balance_not_read_again_is_removed_not_left_looking_fresh() {
+    let s = Stack::start().await;
+    let euro_balance = |reply: &Reply| {
+        reply.body["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["AccountCurrency"] == "EUR")
+            .expect("EUR account")
+            .get("AccountBalance")
+            .cloned()
+    };
+    let broad = s
+        .authorised_consent(
+            FRIDA,
+            "mongodb-bank",
+            &["ReadAccountsBasic", "ReadBalances"],
+        )
+        .await;
+    let first = s.connect(FRIDA, &broad).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(euro_balance(&first), Some(json!(3200.5)));
+
+    // The same accounts under a consent without `ReadBalances`: same documents, no balance.
+    let narrow = s
+        .authorised_consent(FRIDA, "mongodb-bank", &["ReadAccountsBasic"])
+        .await;
+    let second = s.connect(FRIDA, &narrow).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(euro_balance(&second), None, "{}", second.body);
+    assert_eq!(
+        first.body["accounts"].as_array().unwrap().len(),
+        second.body["accounts"].as_array().unwrap().len()
+    );
+
+    // At Green Bank, without `ReadAccountsDetail` the identification goes too.
+    let broad = s
+        .authorised_consent(GRACE, "green-bank", &["ReadAccountsDetail", "ReadBalances"])
+        .await;
+    let first = s.connect(GRACE, &broad).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let detailed = first.body["accounts"].as_array().unwrap();
+    assert!(!detailed.is_empty());
+    assert!(detailed.iter().all(|a| a["AccountNumber"].is_string()
+        && a["Account"].is_array()
+        && a["AccountBalance"].is_number()));
+    let narrow = s
+        .authorised_consent(GRACE, "green-bank", &["ReadAccountsBasic"])
+        .await;
+    let second = s.connect(GRACE, &narrow).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let basic = second.body["accounts"].as_array().unwrap();
+    assert_eq!(basic.len(), detailed.len());
+    for a in basic {
+        for field in ["AccountNumber", "Account", "AccountBalance"] {
+            assert!(a.get(field).is_none(), "{field} kept: {a}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn another_users_consents_and_accounts_are_out_of_reach() {
     let s = Stack::start().await;
     let id = s
