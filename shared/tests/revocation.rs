@@ -1,5 +1,6 @@
 //! The revocation list against the real database: read once, then again only after its
-//! refresh interval; expired tokens are not kept; a revocation is seen on the next read.
+//! refresh interval; expired tokens are not kept; a revocation is seen on the next read; the
+//! uses noted in between are written at the next read.
 
 use std::time::Duration;
 
@@ -49,4 +50,44 @@ async fn revocations_are_seen_on_the_next_read_and_not_before() {
             .unwrap(),
         "a fresh list reads everything still unexpired"
     );
+}
+
+#[tokio::test]
+async fn uses_are_recorded_at_the_next_read() {
+    let ctx = TestContext::new().await;
+    let db = &ctx.state.db;
+    for jti in ["a", "b", "untouched"] {
+        db.tokens()
+            .insert_one(doc! {
+                "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
+                "Revoked": false, "TokenDates": {"ExpiryDate": in_ms(600_000)},
+            })
+            .await
+            .unwrap();
+    }
+    let last_use = |jti: &'static str| async move {
+        db.tokens()
+            .find_one(doc! {"_id": jti})
+            .await
+            .unwrap()
+            .unwrap()
+            .get_document("TokenDates")
+            .unwrap()
+            .get_datetime("LastUseDate")
+            .ok()
+            .copied()
+    };
+    let list = RevocationList::new(Duration::from_millis(300));
+    let before = DateTime::now();
+    assert!(!list.is_revoked(db, "a").await.unwrap());
+    assert!(!list.is_revoked(db, "b").await.unwrap());
+    // Within the interval nothing is written.
+    assert_eq!(last_use("a").await, None);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(!list.is_revoked(db, "a").await.unwrap());
+    for jti in ["a", "b"] {
+        let at = last_use(jti).await.expect("use recorded");
+        assert!(at >= before && at <= DateTime::now(), "{jti}: {at}");
+    }
+    assert_eq!(last_use("untouched").await, None);
 }

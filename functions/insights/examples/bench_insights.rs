@@ -524,8 +524,9 @@ async fn main() {
         t0.elapsed().as_secs_f64() * 1e6 / 1000.0
     );
     println!(
-        "db cmds: database commands per request (JWT authentication adds a read of the \
-         revocation list at most every 5 s; on a slow database most requests include it). \
+        "db cmds: database commands per request (JWT authentication adds, at most every 5 s, \
+         a read of the revocation list and a write of the token uses noted since the last \
+         one; on a slow database most requests include them). \
          out: wall time \
          minus the time covered by database commands (ms; includes waiting for a CPU the \
          database server holds). cpu: this process's CPU time for the request (ms: routing, \

@@ -1091,11 +1091,13 @@ async fn database_round_trips_per_request() {
     let jwt = login(&app, "fridaklo").await;
     let frida = fixtures_of(FRIDA_ID);
 
-    // Authentication is one round trip here: the tests read the revocation list on every
-    // request (a legacy opaque token is always one: its record is looked up by digest).
+    // Here the tests read the revocation list on every request: a JWT's authentication is
+    // that read, plus the write of the uses noted since the last one (the previous JWT
+    // request's) when there are any. A legacy opaque token is always one round trip: its
+    // record is looked up by digest.
     counter.take();
     assert_eq!(get(&app, SUMMARY, Some(&jwt)).await.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1 + 3, "summary");
+    assert_eq!(counter.take(), 1 + 3, "summary, no use noted before");
     assert_eq!(
         get(&app, SUMMARY, Some(FRIDA_LEGACY_TOKEN)).await.status,
         StatusCode::OK
@@ -1105,28 +1107,42 @@ async fn database_round_trips_per_request() {
         get(&app, RECOMMENDATIONS, Some(&jwt)).await.status,
         StatusCode::OK
     );
-    assert_eq!(counter.take(), 1 + 4, "recommendations");
+    assert_eq!(
+        counter.take(),
+        2 + 4,
+        "recommendations, previous use written"
+    );
+    // From here on each JWT request writes the previous one's use.
+    let auth = 2;
 
     let balance =
         |ids: Vec<String>| json!({"user_id": FRIDA_ID, "connected_external_accounts": ids});
     let debt = |ids: Vec<String>| json!({"user_id": FRIDA_ID, "connected_external_products": ids});
     let reply = post_json(&app, BALANCE, Some(&jwt), &balance(vec![])).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1 + 1, "balance, none listed");
+    assert_eq!(counter.take(), auth + 1, "balance, none listed");
     let reply = post_json(&app, BALANCE, Some(&jwt), &balance(ids(&frida.accounts))).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1 + 2, "balance, listed: one per database");
+    assert_eq!(
+        counter.take(),
+        auth + 2,
+        "balance, listed: one per database"
+    );
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(ids(&frida.products))).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1 + 1, "debt");
+    assert_eq!(counter.take(), auth + 1, "debt");
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(vec![])).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1, "debt, none listed: authentication only");
+    assert_eq!(
+        counter.take(),
+        auth,
+        "debt, none listed: authentication only"
+    );
 
     // A refused request stops at authentication.
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(vec!["x".into()])).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert_eq!(counter.take(), 1);
+    assert_eq!(counter.take(), auth);
 
     // With a revocation refresh as in production, a JWT costs no round trip once the list has
     // been read: each route is its own aggregations alone.

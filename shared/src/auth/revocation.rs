@@ -3,6 +3,11 @@
 //! revoked since, at most every `REVOCATION_REFRESH_SECONDS`: a revocation (RFC 7009, a
 //! revoked consent, a replayed refresh token) is refused everywhere within that interval. A
 //! revoked consent is refused at once anyway: the institutions check the consent itself.
+//!
+//! The same periodic read records when each access token was last used: the tokens seen since
+//! the previous read are written with one `update_many`, their `TokenDates.LastUseDate` set
+//! to the latest use in that window (at most the refresh interval after their own last use).
+//! Uses in a process's last window before it is frozen or ends are not recorded.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -30,6 +35,9 @@ struct Known {
     /// When the list was last read (monotonic), and from which revocation date on.
     read_at: Option<Instant>,
     since: Option<DateTime>,
+    /// Access tokens used since the last read, and when the latest of those uses was.
+    used: HashSet<String>,
+    last_use: Option<DateTime>,
 }
 
 impl RevocationList {
@@ -42,7 +50,8 @@ impl RevocationList {
         }
     }
 
-    /// Whether the access token `jti` has been revoked, as of the last read of the list.
+    /// Whether the access token `jti` has been revoked, as of the last read of the list; if
+    /// not, its use is noted (and written at the next read).
     pub async fn is_revoked(&self, db: &Db, jti: &str) -> Result<bool, AppError> {
         let mut known = self.known.lock().await;
         let due = known
@@ -74,7 +83,35 @@ impl RevocationList {
                 now.timestamp_millis() - CLOCK_SKEW.as_millis() as i64,
             ));
             known.read_at = Some(Instant::now());
+            record_uses(db, &mut known).await;
         }
-        Ok(known.revoked.contains(jti))
+        let revoked = known.revoked.contains(jti);
+        if !revoked {
+            known.used.insert(jti.to_string());
+            known.last_use = Some(DateTime::now());
+        }
+        Ok(revoked)
+    }
+}
+
+/// Writes the uses noted since the last read. Every one of them happened within one refresh
+/// interval before `last_use` (a later request would have triggered this earlier), so that
+/// one date serves them all. A failure costs only this record, not the request.
+async fn record_uses(db: &Db, known: &mut Known) {
+    let (used, last_use) = (std::mem::take(&mut known.used), known.last_use.take());
+    let Some(last_use) = last_use.filter(|_| !used.is_empty()) else {
+        return;
+    };
+    let ids: Vec<&String> = used.iter().collect();
+    let written = db
+        .tokens()
+        .update_many(
+            doc! {"_id": {"$in": ids}, "TokenType": ACCESS_TOKEN},
+            // `$max`: another process may have recorded a later use already.
+            doc! {"$max": {"TokenDates.LastUseDate": last_use}},
+        )
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, tokens = used.len(), "could not record token use");
     }
 }
