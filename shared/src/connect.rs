@@ -268,9 +268,6 @@ pub async fn fetch_accounts(
     }
 }
 
-/// Upserts normalised accounts keyed by (institution, external id, owner) and returns them as
-/// stored. Re-running with the same data leaves the same documents (only `LastSyncedAt` moves).
-/// An account the institution no longer returns becomes `AccountStatus: "Closed"`.
 /// Account fields that a narrower consent does not read (balances without `ReadBalances`,
 /// identification without `ReadAccountsDetail`; `Account` is Green Bank's identification,
 /// kept as a source field). Absent from a read, they are removed from the stored account
@@ -278,6 +275,9 @@ pub async fn fetch_accounts(
 const PERMISSION_DEPENDENT_ACCOUNT_FIELDS: &[&str] =
     &["AccountBalance", "AccountNumber", "Account"];
 
+/// Upserts normalised accounts keyed by (institution, external id, owner) and returns them as
+/// stored. Re-running with the same data leaves the same documents (only `LastSyncedAt` moves).
+/// An account the institution no longer returns becomes `AccountStatus: "Closed"`.
 pub async fn upsert_accounts(
     state: &AppState,
     consent: &Consent,

@@ -28,6 +28,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub const SYNC_RUNS: &str = "sync_runs";
+
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// Consents synced at once (`SYNC_CONCURRENCY`, default 8).
