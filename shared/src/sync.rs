@@ -258,6 +258,9 @@ pub async fn run(
     }
     runs.insert_one(record).await?;
     let progress = Arc::new(Mutex::new(Progress::new(selected.len())));
+    // The checkpoint last written: writes go one at a time and only forward (an update
+    // operator such as `$max` is not atomic on FerretDB, so racing writes could move it back).
+    let recorded = Arc::new(tokio::sync::Mutex::new(0usize));
     let ids: Arc<Vec<ObjectId>> = Arc::new(selected.iter().map(|c| c.id).collect());
     let checkpoint_every = match trigger {
         Trigger::Scheduled => options.checkpoint_every.max(1),
@@ -281,7 +284,7 @@ pub async fn run(
         })
         .map(|(index, consent): (usize, Consent)| {
             let (in_flight, peak, runs) = (in_flight.clone(), peak.clone(), runs.clone());
-            let (progress, ids) = (progress.clone(), ids.clone());
+            let (progress, recorded, ids) = (progress.clone(), recorded.clone(), ids.clone());
             async move {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
@@ -292,15 +295,20 @@ pub async fn run(
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .finish(index, checkpoint_every);
                 if let Some(done) = checkpoint {
-                    // `$max`: checkpoints written out of order never move progress back.
-                    let written = runs
-                        .update_one(
-                            doc! {"_id": run_id},
-                            doc! {"$max": {"Progress": ids[done - 1]}},
-                        )
-                        .await;
-                    if let Err(e) = written {
-                        tracing::warn!(run_id = %run_id, error = %e, "could not record progress");
+                    let mut recorded = recorded.lock().await;
+                    if done > *recorded {
+                        let written = runs
+                            .update_one(
+                                doc! {"_id": run_id},
+                                doc! {"$set": {"Progress": ids[done - 1]}},
+                            )
+                            .await;
+                        match written {
+                            Ok(_) => *recorded = done,
+                            Err(e) => {
+                                tracing::warn!(run_id = %run_id, error = %e, "could not record progress")
+                            }
+                        }
                     }
                 }
                 outcome
