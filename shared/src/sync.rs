@@ -10,8 +10,8 @@
 //!   keeps two runs from working on (and refreshing the tokens of) the same consent at once.
 //! - Every run writes a `sync_runs` document with its outcome per consent.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -257,10 +257,9 @@ pub async fn run(
         record.insert("ResumedAfter", after);
     }
     runs.insert_one(record).await?;
-    let progress = Arc::new(Mutex::new(Progress::new(selected.len())));
-    // The checkpoint last written: writes go one at a time and only forward (an update
-    // operator such as `$max` is not atomic on FerretDB, so racing writes could move it back).
-    let recorded = Arc::new(tokio::sync::Mutex::new(0usize));
+    // Checkpoints are computed and written under this one lock, so they reach the database in
+    // order (an update operator such as `$max` is not atomic on FerretDB).
+    let progress = Arc::new(tokio::sync::Mutex::new(Progress::new(selected.len())));
     let ids: Arc<Vec<ObjectId>> = Arc::new(selected.iter().map(|c| c.id).collect());
     let checkpoint_every = match trigger {
         Trigger::Scheduled => options.checkpoint_every.max(1),
@@ -284,33 +283,25 @@ pub async fn run(
         })
         .map(|(index, consent): (usize, Consent)| {
             let (in_flight, peak, runs) = (in_flight.clone(), peak.clone(), runs.clone());
-            let (progress, recorded, ids) = (progress.clone(), recorded.clone(), ids.clone());
+            let (progress, ids) = (progress.clone(), ids.clone());
             async move {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
                 let outcome = sync_consent(state, gateway, &consent, options, deadline).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
-                let checkpoint = progress
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .finish(index, checkpoint_every);
-                if let Some(done) = checkpoint {
-                    let mut recorded = recorded.lock().await;
-                    if done > *recorded {
-                        let written = runs
-                            .update_one(
-                                doc! {"_id": run_id},
-                                doc! {"$set": {"Progress": ids[done - 1]}},
-                            )
-                            .await;
-                        match written {
-                            Ok(_) => *recorded = done,
-                            Err(e) => {
-                                tracing::warn!(run_id = %run_id, error = %e, "could not record progress")
-                            }
-                        }
+                let mut progress = progress.lock().await;
+                if let Some(done) = progress.finish(index, checkpoint_every) {
+                    let written = runs
+                        .update_one(
+                            doc! {"_id": run_id},
+                            doc! {"$set": {"Progress": ids[done - 1]}},
+                        )
+                        .await;
+                    if let Err(e) = written {
+                        tracing::warn!(run_id = %run_id, error = %e, "could not record progress");
                     }
                 }
+                drop(progress);
                 outcome
             }
         })

@@ -70,6 +70,16 @@ async fn run_record(s: &Stack, id: &str) -> Document {
         .expect("sync_runs document")
 }
 
+/// The consents a run's report lists, in the order it lists them.
+fn consent_ids(report: &Value) -> Vec<&str> {
+    report["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["consentId"].as_str().unwrap())
+        .collect()
+}
+
 fn keys(docs: &[Document]) -> HashSet<(String, String)> {
     docs.iter()
         .map(|d| {
@@ -176,12 +186,7 @@ async fn a_tiny_deadline_stops_cleanly_and_the_next_run_resumes() {
     s.clear_faults().await;
     let second = scheduled(&s, None).await;
     assert_eq!(second["complete"], true);
-    let resumed: Vec<&str> = second["consents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["consentId"].as_str().unwrap())
-        .collect();
+    let resumed = consent_ids(&second);
     assert_eq!(resumed.len(), ids.len() - 1);
     assert!(
         !resumed.contains(&ids[0].as_str()),
@@ -233,17 +238,11 @@ async fn a_run_killed_before_it_finished_is_resumed_after_its_last_checkpoint() 
     .unwrap();
     let next = scheduled(&s, None).await;
     assert_eq!(next["complete"], true, "{next}");
-    let synced: Vec<&str> = next["consents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["consentId"].as_str().unwrap())
-        .collect();
+    let mut synced = consent_ids(&next);
     let mut expected: Vec<&str> = ids[3..].iter().map(String::as_str).collect();
-    let mut synced_sorted = synced.clone();
-    synced_sorted.sort();
+    synced.sort();
     expected.sort();
-    assert_eq!(synced_sorted, expected, "resumed after the checkpoint");
+    assert_eq!(synced, expected, "resumed after the checkpoint");
     let record = run_record(&s, next["runId"].as_str().unwrap()).await;
     assert_eq!(
         record.get_object_id("ResumedAfter").unwrap().to_hex(),
