@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Runs the benchmarks against a throw-away local stack (FerretDB, or $MONGODB_URI, and the
+# Runs the benchmarks against a throw-away local stack (FerretDB on PostgreSQL, on SQLite with
+# LOCAL_DB_BACKEND=sqlite, or $MONGODB_URI; and the
 # Secrets Manager emulator), release build. Prints figures; asserts no timings.
 # Usage: scripts/bench.sh [sync|insights|all]   (BENCH_CUSTOMERS sets the sync's customer count)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 which="${1:-all}"
 
 ensure_venv
-[ -n "${MONGODB_URI:-}" ] || ensure_ferretdb
+[ -n "${MONGODB_URI:-}" ] || { ensure_postgres; ensure_ferretdb; }
 BENCH_DIR="$(mktemp -d "$LOCAL/bench.XXXXXX")"
+chmod 711 "$BENCH_DIR" # PostgreSQL's own user keeps its data in here
 cleanup() {
+  stop_throwaway_database "$BENCH_DIR"
   for pidfile in "$BENCH_DIR"/*.pid; do [ -e "$pidfile" ] && stop_pidfile "$pidfile"; done
   rm -rf "$BENCH_DIR"
 }
@@ -16,13 +19,7 @@ trap cleanup EXIT
 MOTO_PORT="$(free_port)"
 start_moto "$MOTO_PORT" "$BENCH_DIR/moto.log" "$BENCH_DIR/moto.pid"
 use_local_secrets_manager "$MOTO_PORT"
-if [ -n "${MONGODB_URI:-}" ]; then
-  export TEST_MONGODB_URI="$MONGODB_URI"
-else
-  FERRETDB_PORT="$(free_port)"
-  start_ferretdb "$BENCH_DIR/ferretdb" "$FERRETDB_PORT" "$BENCH_DIR/ferretdb.log" "$BENCH_DIR/ferretdb.pid"
-  export TEST_MONGODB_URI="mongodb://127.0.0.1:$FERRETDB_PORT/"
-fi
+start_throwaway_database "$BENCH_DIR"
 cd "$ROOT"
 export RUST_LOG="${RUST_LOG:-warn}"
 if [ "$which" = sync ] || [ "$which" = all ]; then

@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Runs the whole thing locally: FerretDB (or $MONGODB_URI), the Secrets Manager emulator with
-# the service's secret, the sample data, and the local API server on one port. Safe to run
-# again: what is already running is left running. Stop with scripts/stop.sh.
+# Runs the whole thing locally: FerretDB on PostgreSQL (LOCAL_DB_BACKEND=sqlite: on SQLite;
+# $MONGODB_URI instead when set), the Secrets Manager emulator with the service's secret, the
+# sample data, and the local API server on one port. Safe to run again: what is already running is left running. Stop with scripts/stop.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FERRETDB_PORT="${FERRETDB_PORT:-27018}"
+POSTGRES_PORT="${POSTGRES_PORT:-54329}"
 MOTO_PORT="${MOTO_PORT:-4566}"
 API_PORT="${API_PORT:-3000}"
 export SECRET_ID="${SECRET_ID:-leafy-bank/local}"
 
 ensure_venv
 if [ -z "${MONGODB_URI:-}" ]; then
+  ensure_postgres
   ensure_ferretdb
   if ! is_running "$RUN/ferretdb.pid"; then
-    log "starting FerretDB on 127.0.0.1:$FERRETDB_PORT (data in .local/data)"
-    start_ferretdb "$LOCAL/data/ferretdb" "$FERRETDB_PORT" "$RUN/ferretdb.log" "$RUN/ferretdb.pid"
+    pg_port=""
+    if [ "$DB_BACKEND" = postgresql ]; then
+      [ -f "$RUN/postgres.dir" ] || postgres_data_dir "$LOCAL/data/postgres" > "$RUN/postgres.dir"
+      pg_data="$(cat "$RUN/postgres.dir")"
+      if ! as_db_user "$(pg_bindir)/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+        log "starting PostgreSQL on 127.0.0.1:$POSTGRES_PORT (data in $pg_data)"
+        start_postgres "$pg_data" "$POSTGRES_PORT"
+      fi
+      pg_port="$POSTGRES_PORT"
+    fi
+    log "starting FerretDB on 127.0.0.1:$FERRETDB_PORT ($DB_BACKEND)"
+    start_ferretdb "$LOCAL/data/ferretdb" "$FERRETDB_PORT" "$RUN/ferretdb.log" "$RUN/ferretdb.pid" "$pg_port"
   fi
   MONGODB_URI="mongodb://127.0.0.1:$FERRETDB_PORT/"
 fi

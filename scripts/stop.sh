@@ -5,3 +5,7 @@ for name in api moto ferretdb; do
   if is_running "$RUN/$name.pid"; then log "stopping $name"; fi
   stop_pidfile "$RUN/$name.pid"
 done
+if [ -f "$RUN/postgres.dir" ]; then
+  log "stopping PostgreSQL"
+  stop_postgres "$(cat "$RUN/postgres.dir")"
+fi

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test from nothing: installs the tools the tests need (Python venv, FerretDB),
-# starts a throw-away FerretDB (unless MONGODB_URI is set) and Secrets Manager emulator on free
-# ports, then runs formatting and lint checks, the Rust tests, the template checks and
+# starts a throw-away database (FerretDB on PostgreSQL; LOCAL_DB_BACKEND=sqlite for SQLite;
+# $MONGODB_URI instead when set) and Secrets Manager emulator on free ports, then runs formatting and lint checks, the Rust tests, the template checks and
 # `sam build`, the README walkthrough against the local API server, and every events/ file
 # through the Lambda runtime emulator (cargo lambda). Everything started here is stopped on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 started=$SECONDS
 
 ensure_venv
-[ -n "${MONGODB_URI:-}" ] || ensure_ferretdb
+[ -n "${MONGODB_URI:-}" ] || { ensure_postgres; ensure_ferretdb; }
 
 TEST_DIR="$(mktemp -d "$LOCAL/test.XXXXXX")"
+chmod 711 "$TEST_DIR" # PostgreSQL's own user keeps its data in here
 cleanup() {
+  stop_throwaway_database "$TEST_DIR"
   for pidfile in "$TEST_DIR"/*.pid; do [ -e "$pidfile" ] && stop_pidfile "$pidfile"; done
   rm -rf "$TEST_DIR"
 }
@@ -20,13 +22,7 @@ trap cleanup EXIT
 MOTO_PORT="$(free_port)"
 start_moto "$MOTO_PORT" "$TEST_DIR/moto.log" "$TEST_DIR/moto.pid"
 use_local_secrets_manager "$MOTO_PORT"
-if [ -n "${MONGODB_URI:-}" ]; then
-  export TEST_MONGODB_URI="$MONGODB_URI"
-else
-  FERRETDB_PORT="$(free_port)"
-  start_ferretdb "$TEST_DIR/ferretdb" "$FERRETDB_PORT" "$TEST_DIR/ferretdb.log" "$TEST_DIR/ferretdb.pid"
-  export TEST_MONGODB_URI="mongodb://127.0.0.1:$FERRETDB_PORT/"
-fi
+start_throwaway_database "$TEST_DIR"
 
 cd "$ROOT"
 log "cargo fmt --check"
