@@ -200,7 +200,7 @@ async fn select_consents(
     let mut resumed = None;
     match trigger {
         Trigger::OnDemand(user) => {
-            filter.insert("UserId", user);
+            filter.insert(crate::db::OWNER, user);
         }
         Trigger::Scheduled => {
             let last = state
@@ -335,6 +335,10 @@ pub async fn run(
         counts.closed_products += o.closed_products;
     }
     let status = run_status(&counts).to_string();
+    // The finished record states the final progress too: the last consent before which every
+    // consent has finished (all of them when the run is complete), whatever checkpoints the
+    // order of completion allowed on the way.
+    let low_water = progress.lock().await.low_water;
     let mut update = doc! {
         "FinishedAt": DateTime::now(),
         "Status": &status,
@@ -345,6 +349,9 @@ pub async fn run(
     };
     if let Some(after) = resume_after {
         update.insert("ResumeAfter", after);
+    }
+    if let Some(last) = low_water.checked_sub(1) {
+        update.insert("Progress", ids[last]);
     }
     runs.update_one(doc! {"_id": run_id}, doc! {"$set": update})
         .await?;
@@ -515,7 +522,7 @@ async fn sync_once(
         Some(p) => upsert_products(state, &consent, &p).await?,
         None => (Vec::new(), 0),
     };
-    if consents::disconnect_if_ended(&state.db, consent.id).await? {
+    if consents::disconnect_if_ended(&state.db, &consent).await? {
         return Err(AppError::Forbidden(
             "the consent ended while it was being synced".into(),
         ));

@@ -218,7 +218,8 @@ async fn a_run_killed_before_it_finished_is_resumed_after_its_last_checkpoint() 
     .await
     .unwrap();
     assert!(full.complete);
-    // Checkpoints as it went, the last one with every consent finished.
+    // Checkpoints as it went; the finished record says every consent finished, whatever
+    // order they finished in.
     let record = run_record(&s, &full.run_id.to_hex()).await;
     assert_eq!(record.get_object_id("Progress").unwrap().to_hex(), ids[7]);
 
