@@ -9,7 +9,7 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use crate::banks::normalise::{self, SyncContext, as_set};
 use crate::banks::{BankGateway, TokenSet};
 use crate::consents::{self, Consent, SealedCredentials};
-use crate::db::{EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS};
+use crate::db::{EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
 use crate::error::AppError;
 use crate::institutions::Institution;
 use crate::oauth::{self, Grant};
@@ -162,24 +162,8 @@ pub async fn upsert_products(
     consent: &Consent,
     products: &[Document],
 ) -> Result<(Vec<Document>, u64), AppError> {
-    let stored = upsert(
-        state,
-        consent,
-        products,
-        EXTERNAL_PRODUCTS,
-        "ProductCustomer.UserId",
-        &[],
-    )
-    .await?;
-    let closed = close_missing(
-        state,
-        consent,
-        &stored,
-        EXTERNAL_PRODUCTS,
-        "ProductCustomer.UserId",
-        "ProductStatus",
-    )
-    .await?;
+    let stored = upsert(state, consent, products, EXTERNAL_PRODUCTS, &[]).await?;
+    let closed = close_missing(state, consent, &stored, EXTERNAL_PRODUCTS, "ProductStatus").await?;
     Ok((stored, closed))
 }
 
@@ -190,7 +174,6 @@ async fn close_missing(
     consent: &Consent,
     returned: &[Document],
     collection: &str,
-    owner_field: &str,
     status_field: &str,
 ) -> Result<u64, AppError> {
     let returned: Vec<Bson> = returned
@@ -209,7 +192,7 @@ async fn close_missing(
         .collection::<Document>(collection)
         .update_many(
             doc! {
-                owner_field: consent.user_id,
+                OWNER: consent.user_id,
                 "Provenance.Institution": consent.institution.id(),
                 "Provenance.ExternalId": {"$nin": returned},
                 status_field: {"$ne": "Closed"},
@@ -288,19 +271,10 @@ pub async fn upsert_accounts(
         consent,
         accounts,
         EXTERNAL_ACCOUNTS,
-        "AccountUser.UserId",
         PERMISSION_DEPENDENT_ACCOUNT_FIELDS,
     )
     .await?;
-    close_missing(
-        state,
-        consent,
-        &stored,
-        EXTERNAL_ACCOUNTS,
-        "AccountUser.UserId",
-        "AccountStatus",
-    )
-    .await?;
+    close_missing(state, consent, &stored, EXTERNAL_ACCOUNTS, "AccountStatus").await?;
     Ok(stored)
 }
 
@@ -309,7 +283,6 @@ async fn upsert(
     consent: &Consent,
     documents: &[Document],
     collection: &str,
-    owner_field: &str,
     removed_when_absent: &[&str],
 ) -> Result<Vec<Document>, AppError> {
     let collection = state.db.open_finance.collection::<Document>(collection);
@@ -321,9 +294,9 @@ async fn upsert(
             .map_err(|_| AppError::Internal("a normalised document has no external id".into()))?;
         external_ids.push(Bson::String(external_id.to_string()));
         let filter = doc! {
+            OWNER: consent.user_id,
             "Provenance.Institution": consent.institution.id(),
             "Provenance.ExternalId": external_id,
-            owner_field: consent.user_id,
         };
         let mut update = doc! {"$set": as_set(document)};
         let absent: Document = removed_when_absent
@@ -350,7 +323,7 @@ async fn upsert(
     }
     Ok(collection
         .find(doc! {
-            owner_field: consent.user_id,
+            OWNER: consent.user_id,
             "Provenance.Institution": consent.institution.id(),
             "Provenance.ExternalId": {"$in": external_ids},
         })
@@ -395,7 +368,7 @@ pub async fn connect_accounts(
         let token = access_token(state, gateway, &consent).await?;
         let accounts = fetch_accounts(gateway, &consent, &token).await?;
         let stored = upsert_accounts(state, &consent, &accounts).await?;
-        if consents::disconnect_if_ended(&state.db, consent.id).await? {
+        if consents::disconnect_if_ended(&state.db, &consent).await? {
             return Err(AppError::Forbidden(
                 "the consent ended while its accounts were being read".into(),
             ));

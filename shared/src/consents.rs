@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use crate::db::{CONSENTS, LEASES};
-use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS};
+use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
 use crate::error::AppError;
 use crate::institutions::Institution;
 
@@ -143,7 +143,7 @@ pub async fn create(
 pub async fn list(db: &Db, user_id: ObjectId) -> Result<Vec<Consent>, AppError> {
     use futures_util::TryStreamExt;
     let consents: Vec<Consent> = collection(db)
-        .find(doc! {"UserId": user_id})
+        .find(doc! {OWNER: user_id})
         .sort(doc! {"CreatedAt": -1})
         .await?
         .try_collect()
@@ -158,7 +158,7 @@ pub async fn list(db: &Db, user_id: ObjectId) -> Result<Vec<Consent>, AppError> 
 /// The user's consent `id`, or `None` (also when it belongs to someone else).
 pub async fn get(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<Consent>, AppError> {
     match collection(db)
-        .find_one(doc! {"_id": id, "UserId": user_id})
+        .find_one(doc! {"_id": id, OWNER: user_id})
         .await?
     {
         Some(c) => Ok(Some(expire_if_due(db, c).await?)),
@@ -180,7 +180,7 @@ async fn expire_if_due(db: &Db, consent: Consent) -> Result<Consent, AppError> {
     if (consent.status == AUTHORISED || consent.status == AWAITING) && consent.is_past_expiry() {
         let from = consent.status.clone();
         let expired = transition(db, consent.id, &from, EXPIRED, doc! {}).await?;
-        disconnect_data(db, consent.id).await?;
+        disconnect_data(db, &consent).await?;
         return Ok(expired.unwrap_or(consent));
     }
     Ok(consent)
@@ -189,23 +189,28 @@ async fn expire_if_due(db: &Db, consent: Consent) -> Result<Consent, AppError> {
 /// After writing what was fetched under a consent: if the consent ended meanwhile (revoked or
 /// expired while the bank was being read), its data is marked disconnected again, because the
 /// revocation's own disconnect may have run before the write. Returns whether it had ended.
-pub async fn disconnect_if_ended(db: &Db, id: ObjectId) -> Result<bool, AppError> {
-    match get_any(db, id).await? {
+pub async fn disconnect_if_ended(db: &Db, consent: &Consent) -> Result<bool, AppError> {
+    match get_any(db, consent.id).await? {
         Some(c) if c.status == AUTHORISED => Ok(false),
         _ => {
-            disconnect_data(db, id).await?;
+            disconnect_data(db, consent).await?;
             Ok(true)
         }
     }
 }
 
 /// Marks the accounts and products fetched under a consent disconnected (kept, not deleted).
-async fn disconnect_data(db: &Db, consent_id: ObjectId) -> Result<(), AppError> {
+async fn disconnect_data(db: &Db, consent: &Consent) -> Result<(), AppError> {
     let disconnect = doc! {"$set": {
         "Provenance.ConnectionStatus": "Disconnected",
         "Provenance.DisconnectedAt": DateTime::now(),
     }};
-    let filter = doc! {"Provenance.ConsentId": consent_id, "Provenance.ConnectionStatus": {"$ne": "Disconnected"}};
+    // The owner leads the filter: the consent's data is found among its owner's, not in a scan.
+    let filter = doc! {
+        OWNER: consent.user_id,
+        "Provenance.ConsentId": consent.id,
+        "Provenance.ConnectionStatus": {"$ne": "Disconnected"},
+    };
     for name in [EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS] {
         db.open_finance
             .collection::<Document>(name)
@@ -277,7 +282,7 @@ pub async fn revoke(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<C
     };
     if consent.status == EXPIRED {
         // Already ended; its data is disconnected as a revocation's would be.
-        disconnect_data(db, id).await?;
+        disconnect_data(db, &consent).await?;
         return Ok(Some(consent));
     }
     if consent.status != AWAITING && consent.status != AUTHORISED {
@@ -286,7 +291,7 @@ pub async fn revoke(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<C
     let now = DateTime::now();
     let revoked = collection(db)
         .find_one_and_update(
-            doc! {"_id": id, "UserId": user_id, "Status": &consent.status},
+            doc! {"_id": id, OWNER: user_id, "Status": &consent.status},
             doc! {
                 "$set": {"Status": REVOKED, "RevokedAt": now},
                 "$unset": {"Credentials": ""},
@@ -301,7 +306,7 @@ pub async fn revoke(db: &Db, user_id: ObjectId, id: ObjectId) -> Result<Option<C
             doc! {"$set": {"Revoked": true, "TokenDates.RevocationDate": now}},
         )
         .await?;
-    disconnect_data(db, id).await?;
+    disconnect_data(db, &consent).await?;
     // Lost a race with another transition: report what is there now.
     match revoked {
         Some(c) => Ok(Some(c)),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
@@ -15,6 +16,22 @@ pub const EXTERNAL_ACCOUNTS: &str = "external_accounts";
 pub const EXTERNAL_PRODUCTS: &str = "external_products";
 pub const CONSENTS: &str = "consents";
 pub const LEASES: &str = "consent_leases";
+
+/// The top-level owner field (the customer's ObjectId) every per-customer collection carries,
+/// next to the reference's nested `AccountUser.UserId` / `ProductCustomer.UserId`. Every
+/// per-customer query and the first `$match` of every pipeline filter on it: on Atlas it leads
+/// each per-customer index (and is the natural shard key); FerretDB pushes top-level equality
+/// down into PostgreSQL, nested paths it does not.
+pub const OWNER: &str = "UserId";
+
+/// The per-customer collections whose reference documents name their owner only in a nested
+/// field: (in `leafy_bank` rather than `open_finance`, collection, nested owner path). The seed
+/// and [`Db::backfill_owner`] copy it to [`OWNER`].
+pub const NESTED_OWNERS: [(bool, &str, &str); 3] = [
+    (false, EXTERNAL_ACCOUNTS, "AccountUser.UserId"),
+    (false, EXTERNAL_PRODUCTS, "ProductCustomer.UserId"),
+    (true, ACCOUNTS, "AccountUser.UserId"),
+];
 
 #[derive(Clone)]
 pub struct Db {
@@ -91,7 +108,7 @@ impl Db {
             true,
         )
         .await?;
-        create(&tokens, doc! {"UserId": 1}, Some(named("by_user")), true).await?;
+        create(&tokens, doc! {OWNER: 1}, Some(named("by_user")), true).await?;
         // The revocation list's periodic read: what was revoked since.
         create(
             &tokens,
@@ -114,7 +131,7 @@ impl Db {
         .await?;
 
         let consents: Collection<Document> = self.open_finance.collection(CONSENTS);
-        let by_owner = doc! {"UserId": 1, "Institution": 1, "Status": 1};
+        let by_owner = doc! {OWNER: 1, "Institution": 1, "Status": 1};
         create(
             &consents,
             by_owner,
@@ -149,9 +166,9 @@ impl Db {
         .await?;
 
         // Institution data is keyed by (institution, external id): upserts never duplicate.
-        for (name, owner, kind) in [
-            (EXTERNAL_ACCOUNTS, "AccountUser.UserId", "AccountBank"),
-            (EXTERNAL_PRODUCTS, "ProductCustomer.UserId", "ProductType"),
+        for (name, kind, by_owner) in [
+            (EXTERNAL_ACCOUNTS, "AccountBank", "by_owner_bank"),
+            (EXTERNAL_PRODUCTS, "ProductType", "by_owner_type"),
         ] {
             let collection: Collection<Document> = self.open_finance.collection(name);
             let key = doc! {"Provenance.Institution": 1, "Provenance.ExternalId": 1};
@@ -162,10 +179,12 @@ impl Db {
                 true,
             )
             .await?;
+            // The earlier owner index on the nested reference field gives way to this one.
+            drop_index(&collection, "by_owner").await;
             create(
                 &collection,
-                doc! {owner: 1, kind: 1},
-                Some(named("by_owner")),
+                doc! {OWNER: 1, kind: 1},
+                Some(named(by_owner)),
                 true,
             )
             .await?;
@@ -193,14 +212,57 @@ impl Db {
         )
         .await?;
         let accounts: Collection<Document> = self.leafy_bank.collection(ACCOUNTS);
-        create(
-            &accounts,
-            doc! {"AccountUser.UserId": 1},
-            Some(named("by_user")),
-            true,
-        )
-        .await?;
+        drop_index(&accounts, "by_user").await;
+        create(&accounts, doc! {OWNER: 1}, Some(named("by_owner")), true).await?;
         Ok(())
+    }
+
+    /// Gives every document of the per-customer collections that lacks the top-level
+    /// [`OWNER`] the one its reference field names (data written before the field existed).
+    /// Idempotent; returns how many documents were updated. An admin step, so the scan for
+    /// documents without the field is acceptable here and nowhere else.
+    pub async fn backfill_owner(&self, leafy_bank_too: bool) -> Result<u64, AppError> {
+        let mut updated = 0;
+        for (in_leafy_bank, name, nested) in NESTED_OWNERS {
+            if in_leafy_bank && !leafy_bank_too {
+                continue;
+            }
+            let database = if in_leafy_bank {
+                &self.leafy_bank
+            } else {
+                &self.open_finance
+            };
+            let collection: Collection<Document> = database.collection(name);
+            let (parent, field) = nested.split_once('.').expect("a nested path");
+            let mut missing = collection
+                .find(doc! {OWNER: {"$exists": false}})
+                .projection(doc! {nested: 1})
+                .await?;
+            while let Some(document) = missing.try_next().await? {
+                let owner = document
+                    .get_document(parent)
+                    .and_then(|p| p.get_object_id(field));
+                let (Some(id), Ok(owner)) = (document.get("_id"), owner) else {
+                    tracing::warn!(
+                        collection = name,
+                        "a document has no owner to copy; left as it is"
+                    );
+                    continue;
+                };
+                collection
+                    .update_one(doc! {"_id": id}, doc! {"$set": {OWNER: owner}})
+                    .await?;
+                updated += 1;
+            }
+        }
+        Ok(updated)
+    }
+}
+
+/// Drops an index by name if it exists (an absent one is not an error).
+async fn drop_index(collection: &Collection<Document>, name: &str) {
+    if let Err(e) = collection.drop_index(name).await {
+        tracing::debug!(collection = collection.name(), index = name, error = %e, "index not dropped");
     }
 }
 

@@ -9,7 +9,7 @@ use mongodb::bson::{Bson, Document, doc};
 
 use crate::auth::hash::sha256_hex;
 use crate::auth::tokens::LEGACY_BEARER;
-use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, TOKENS};
+use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, NESTED_OWNERS, OWNER, TOKENS};
 use crate::error::AppError;
 use crate::institutions::Institution;
 
@@ -92,6 +92,29 @@ pub fn with_provenance(mut reference: Document, collection: &str) -> Result<Docu
     Ok(reference)
 }
 
+/// A reference document of a per-customer collection with the top-level [`OWNER`] copied from
+/// its nested reference field (`AccountUser.UserId`, `ProductCustomer.UserId`); documents of
+/// other collections unchanged.
+pub fn with_owner(
+    mut reference: Document,
+    in_leafy_bank: bool,
+    collection: &str,
+) -> Result<Document, AppError> {
+    let Some((_, _, nested)) = NESTED_OWNERS
+        .iter()
+        .find(|(l, c, _)| *l == in_leafy_bank && *c == collection)
+    else {
+        return Ok(reference);
+    };
+    let (parent, field) = nested.split_once('.').expect("a nested path");
+    let owner = reference
+        .get_document(parent)
+        .and_then(|p| p.get_object_id(field))
+        .map_err(|_| AppError::Config(format!("a document in {collection} has no {nested}")))?;
+    reference.insert(OWNER, owner);
+    Ok(reference)
+}
+
 /// Seeds every `*.json` file in `dir`, creating the indexes first.
 pub async fn seed_dir(db: &Db, dir: &Path) -> Result<SeedReport, AppError> {
     db.ensure_indexes().await?;
@@ -121,8 +144,8 @@ pub async fn seed_dir(db: &Db, dir: &Path) -> Result<SeedReport, AppError> {
         for document in read_extended_json(&path)? {
             let document = match (database, collection) {
                 ("open_finance", TOKENS) => legacy_token_record(document)?,
-                ("open_finance", c) => with_provenance(document, c)?,
-                _ => document,
+                ("open_finance", c) => with_owner(with_provenance(document, c)?, false, c)?,
+                (_, c) => with_owner(document, true, c)?,
             };
             let id = document.get("_id").cloned().ok_or_else(|| {
                 AppError::Config(format!("{}: a document has no _id", path.display()))
@@ -134,6 +157,8 @@ pub async fn seed_dir(db: &Db, dir: &Path) -> Result<SeedReport, AppError> {
         }
         report.insert(format!("{}.{collection}", target.name()), written);
     }
+    // Documents written before the owner field existed (an older local database) get it too.
+    db.backfill_owner(true).await?;
     Ok(report)
 }
 
@@ -151,6 +176,27 @@ mod tests {
         assert_eq!(record.get_str("TokenHash").unwrap(), sha256_hex("abc"));
         assert_eq!(record.get_object_id("UserId").unwrap(), id);
         assert!(legacy_token_record(doc! {"_id": id}).is_err());
+    }
+
+    #[test]
+    fn per_customer_documents_get_the_top_level_owner() {
+        let id = ObjectId::new();
+        let account = doc! {"AccountUser": {"UserName": "u", "UserId": id}};
+        let product = doc! {"ProductCustomer": {"UserName": "u", "UserId": id}};
+        for (leafy, collection, d) in [
+            (false, EXTERNAL_ACCOUNTS, &account),
+            (false, EXTERNAL_PRODUCTS, &product),
+            (true, "accounts", &account),
+        ] {
+            let owned = with_owner(d.clone(), leafy, collection).unwrap();
+            assert_eq!(owned.get_object_id(OWNER).unwrap(), id, "{collection}");
+        }
+        // Without a nested owner a per-customer document is refused; others pass unchanged.
+        assert!(with_owner(doc! {}, false, EXTERNAL_ACCOUNTS).is_err());
+        assert_eq!(
+            with_owner(doc! {"a": 1}, true, "users").unwrap(),
+            doc! {"a": 1}
+        );
     }
 
     #[test]

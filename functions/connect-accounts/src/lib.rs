@@ -21,7 +21,7 @@ use shared::auth::{authenticate, bearer_token};
 use shared::banks::BankGateway;
 use shared::connect::connect_accounts;
 use shared::consents::{self, Consent};
-use shared::db::EXTERNAL_ACCOUNTS;
+use shared::db::{EXTERNAL_ACCOUNTS, OWNER};
 use shared::http::{MAX_BODY_BYTES, body_bytes, json_body, plain_json};
 use shared::institutions::{Institution, PERMISSIONS, is_permission};
 use shared::{AppError, AppState, Problem};
@@ -234,7 +234,7 @@ pub(crate) async fn accounts_of(
     institution: Option<Institution>,
     include_disconnected: bool,
 ) -> Result<Vec<Value>, AppError> {
-    let mut filter = doc! {"AccountUser.UserId": user_id};
+    let mut filter = doc! {OWNER: user_id};
     if let Some(i) = institution {
         filter.insert("AccountBank", i.display_name());
     }

@@ -646,8 +646,12 @@ async fn revocation_disconnects_and_tokens_are_bound_to_bank_and_consent() {
         )
         .await
         .unwrap();
+    let revoked = consents::get_any(&s.ctx.state.db, consent_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        consents::disconnect_if_ended(&s.ctx.state.db, consent_id)
+        consents::disconnect_if_ended(&s.ctx.state.db, &revoked)
             .await
             .unwrap()
     );

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use shared::auth::{authenticate, bearer_token};
 use shared::banks::BankGateway;
-use shared::db::EXTERNAL_PRODUCTS;
+use shared::db::{EXTERNAL_PRODUCTS, OWNER};
 use shared::http::{MAX_BODY_BYTES, plain_json};
 use shared::institutions::Institution;
 use shared::sync::{self, SyncOptions, Trigger};
@@ -152,7 +152,7 @@ pub(crate) async fn products_of(
     product_type: Option<&str>,
     include_closed: bool,
 ) -> Result<Vec<Value>, AppError> {
-    let mut filter = doc! {"ProductCustomer.UserId": user_id};
+    let mut filter = doc! {OWNER: user_id};
     if let Some(i) = institution {
         filter.insert("ProductBank", i.display_name());
     }

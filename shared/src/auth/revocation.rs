@@ -5,7 +5,7 @@
 //! revoked consent is refused at once anyway: the institutions check the consent itself.
 //!
 //! The same periodic read records when each access token was last used: the tokens seen since
-//! the previous read are written with one `update_many`, their `TokenDates.LastUseDate` set
+//! the previous read are written with one `update` command, their `TokenDates.LastUseDate` set
 //! to the latest use in that window (at most the refresh interval after their own last use).
 //! Uses in a process's last window before it is frozen or ends are not recorded.
 
@@ -17,7 +17,7 @@ use mongodb::bson::{DateTime, Document, doc};
 use tokio::sync::Mutex;
 
 use super::tokens::ACCESS_TOKEN;
-use crate::db::Db;
+use crate::db::{Db, TOKENS};
 use crate::error::AppError;
 
 /// Revocations are read back this far before the last read, so one written by a process
@@ -102,14 +102,21 @@ async fn record_uses(db: &Db, known: &mut Known) {
     let Some(last_use) = last_use.filter(|_| !used.is_empty()) else {
         return;
     };
-    let ids: Vec<&String> = used.iter().collect();
+    // One `update` command with a statement per token: each is matched by `_id` equality,
+    // which every server answers from its primary key (FerretDB does not push `$in` down).
+    // `$max`: another process may have recorded a later use already.
+    let updates: Vec<Document> = used
+        .iter()
+        .map(|id| {
+            doc! {
+                "q": {"_id": id, "TokenType": ACCESS_TOKEN},
+                "u": {"$max": {"TokenDates.LastUseDate": last_use}},
+            }
+        })
+        .collect();
     let written = db
-        .tokens()
-        .update_many(
-            doc! {"_id": {"$in": ids}, "TokenType": ACCESS_TOKEN},
-            // `$max`: another process may have recorded a later use already.
-            doc! {"$max": {"TokenDates.LastUseDate": last_use}},
-        )
+        .open_finance
+        .run_command(doc! {"update": TOKENS, "updates": updates, "ordered": false})
         .await;
     if let Err(e) = written {
         tracing::warn!(error = %e, tokens = used.len(), "could not record token use");

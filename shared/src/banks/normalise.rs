@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Map, Value};
 
+use crate::db::OWNER;
 use crate::error::AppError;
 use crate::institutions::Institution;
 
@@ -162,6 +163,7 @@ fn account_document(ctx: &SyncContext, f: AccountFields<'_>) -> Document {
         "AccountUser",
         doc! {"UserName": &ctx.user_name, "UserId": ctx.user_id},
     );
+    d.insert(OWNER, ctx.user_id);
     d.insert("Provenance", provenance(ctx, f.external_id));
     d
 }
@@ -430,6 +432,7 @@ fn product_document(ctx: &SyncContext, f: ProductFields<'_>) -> Document {
         "ProductCustomer",
         doc! {"UserName": &ctx.user_name, "UserId": ctx.user_id},
     );
+    d.insert(OWNER, ctx.user_id);
     d.insert("Provenance", provenance(ctx, f.external_id));
     d
 }
@@ -855,6 +858,7 @@ mod tests {
         account["Provenance.ConsentId"] = json!({"$oid": intruder.to_hex()});
         account["$set"] = json!({"x": 1});
         account["Provenance"] = json!("theirs");
+        account["UserId"] = json!("theirs too");
         account["Extra"] = json!({"id": {"$oid": intruder.to_hex()}, "a.b": 1, "$x": 2, "n": 5});
         let d = &green_accounts(&accounts, Some(&balances), &c).unwrap()[0];
         let set = as_set(d);
@@ -865,6 +869,8 @@ mod tests {
         );
         assert!(set.keys().all(|k| !k.starts_with('$')));
         assert_eq!(set.get_str("SourceProvenance").unwrap(), "theirs");
+        assert_eq!(set.get_object_id(OWNER).unwrap(), c.user_id);
+        assert_eq!(set.get_str("SourceUserId").unwrap(), "theirs too");
         // Nested: `$` and dotted names dropped, `{"$oid": …}` kept as plain data.
         let extra = set.get_document("Extra").unwrap();
         assert_eq!(extra.get_i32("n").unwrap(), 5);

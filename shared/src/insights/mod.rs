@@ -23,7 +23,7 @@ use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use crate::db::{ACCOUNTS, CONSENTS, Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS};
+use crate::db::{ACCOUNTS, CONSENTS, Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
 use crate::error::AppError;
 use rules::{Recommendation, RuleInput};
 use summary::{AccountRow, ConsentRow, ProductRow, Summary};
@@ -200,13 +200,13 @@ pub fn single_currency_total(totals: &PerCurrency, what: &str) -> Result<f64, Ap
 }
 
 /// Indexes the insights pipelines rely on beyond the owner indexes `Db::ensure_indexes`
-/// creates (`by_owner` on external accounts and products, whose first key is the owner the
-/// pipelines match on; `leafy_bank.accounts` `by_user`): the consents by user, status and
-/// expiry. Idempotent.
+/// creates (on external accounts and products, whose first key is the owner the pipelines
+/// match on; `leafy_bank.accounts` `by_owner`): the consents by user, status and expiry.
+/// Idempotent.
 pub async fn ensure_insights_indexes(db: &Db) -> Result<(), AppError> {
     let consents: Collection<Document> = db.open_finance.collection(CONSENTS);
     let model = IndexModel::builder()
-        .keys(doc! {"UserId": 1, "Status": 1, "ExpiresAt": 1})
+        .keys(doc! {OWNER: 1, "Status": 1, "ExpiresAt": 1})
         .options(
             IndexOptions::builder()
                 .name("insights_by_user_status_expiry".to_string())

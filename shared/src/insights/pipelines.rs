@@ -1,9 +1,12 @@
 //! The aggregation pipelines, built as data. Each stays inside what FerretDB 1.24 runs
-//! (DESIGN §8): a `$match` led by an indexed owner field, then one `$group` whose `_id` is a
+//! (DESIGN §8): a `$match` led by the indexed top-level owner field ([`OWNER`], which
+//! FerretDB pushes down into PostgreSQL), then one `$group` whose `_id` is a
 //! document of field paths and whose only accumulator is one `$sum`. Everything else is folded
 //! and derived in Rust (see `super::summary`).
 
 use mongodb::bson::{Document, doc, oid::ObjectId};
+
+use crate::db::OWNER;
 
 /// Accounts and products of a revoked consent are kept but marked so (`$ne` also matches
 /// documents without provenance, such as the seeded reference data: connected, freshness
@@ -21,7 +24,7 @@ pub const AUTHORISED: &str = "Authorised";
 /// a group's sum; the row total is balance × count.
 pub fn internal_accounts(user_id: ObjectId) -> Vec<Document> {
     vec![
-        doc! {"$match": {"AccountUser.UserId": user_id}},
+        doc! {"$match": {OWNER: user_id}},
         doc! {"$group": {
             "_id": {
                 "type": "$AccountType",
@@ -39,7 +42,7 @@ pub fn internal_accounts(user_id: ObjectId) -> Vec<Document> {
 pub fn external_accounts(user_id: ObjectId) -> Vec<Document> {
     vec![
         doc! {"$match": {
-            "AccountUser.UserId": user_id,
+            OWNER: user_id,
             "AccountStatus": {"$ne": CLOSED},
             "Provenance.ConnectionStatus": {"$ne": DISCONNECTED},
         }},
@@ -62,7 +65,7 @@ pub fn external_accounts(user_id: ObjectId) -> Vec<Document> {
 pub fn external_products(user_id: ObjectId) -> Vec<Document> {
     vec![
         doc! {"$match": {
-            "ProductCustomer.UserId": user_id,
+            OWNER: user_id,
             "ProductStatus": {"$ne": CLOSED},
             "Provenance.ConnectionStatus": {"$ne": DISCONNECTED},
         }},
@@ -84,7 +87,7 @@ pub fn external_products(user_id: ObjectId) -> Vec<Document> {
 /// The user's authorised consents, one row per (institution, expiry) with their number.
 pub fn authorised_consents(user_id: ObjectId) -> Vec<Document> {
     vec![
-        doc! {"$match": {"UserId": user_id, "Status": AUTHORISED}},
+        doc! {"$match": {OWNER: user_id, "Status": AUTHORISED}},
         doc! {"$group": {
             "_id": {"institution": "$Institution", "expiresAt": "$ExpiresAt"},
             "consents": {"$sum": 1},
@@ -95,7 +98,7 @@ pub fn authorised_consents(user_id: ObjectId) -> Vec<Document> {
 /// Legacy total balance, internal part: the user's Leafy Bank balances per currency.
 pub fn legacy_internal_balance(user_id: ObjectId) -> Vec<Document> {
     vec![
-        doc! {"$match": {"AccountUser.UserId": user_id}},
+        doc! {"$match": {OWNER: user_id}},
         doc! {"$group": {"_id": "$AccountCurrency", "total": {"$sum": "$AccountBalance"}}},
     ]
 }
@@ -106,7 +109,7 @@ pub fn legacy_external_balance(user_id: ObjectId, account_ids: &[ObjectId]) -> V
     vec![
         doc! {"$match": {
             "_id": {"$in": account_ids},
-            "AccountUser.UserId": user_id,
+            OWNER: user_id,
             "Provenance.ConnectionStatus": {"$ne": DISCONNECTED},
         }},
         doc! {"$group": {"_id": "$AccountCurrency", "total": {"$sum": "$AccountBalance"}}},
@@ -119,7 +122,7 @@ pub fn legacy_debt(user_id: ObjectId, product_ids: &[ObjectId]) -> Vec<Document>
     vec![
         doc! {"$match": {
             "_id": {"$in": product_ids},
-            "ProductCustomer.UserId": user_id,
+            OWNER: user_id,
             "ProductType": {"$in": LEGACY_DEBT_TYPES.to_vec()},
             "ProductStatus": {"$ne": CLOSED},
             "Provenance.ConnectionStatus": {"$ne": DISCONNECTED},
@@ -195,9 +198,9 @@ mod tests {
         let user = ObjectId::new();
         let owner_of = |p: &[Document]| -> Option<ObjectId> {
             let m = p[0].get_document("$match").unwrap();
-            ["AccountUser.UserId", "ProductCustomer.UserId", "UserId"]
-                .iter()
-                .find_map(|k| m.get_object_id(k).ok())
+            // The owner comes first: FerretDB pushes it down, the rest it filters itself.
+            assert_eq!(m.keys().next().map(String::as_str), Some(OWNER), "{m}");
+            m.get_object_id(OWNER).ok()
         };
         for pipeline in [
             internal_accounts(user),

@@ -53,8 +53,14 @@ enum Command {
     },
     /// Replace the signing key; the old public key keeps verifying tokens it signed.
     RotateSigningKey,
-    /// Create the indexes of the `open_finance` database.
-    SetupDb,
+    /// Create the indexes of the `open_finance` database and give its per-customer documents
+    /// the top-level owner field where they lack it (data written before it existed).
+    SetupDb {
+        /// Also index `leafy_bank.accounts` by owner and add the owner field there (the core
+        /// bank's collection: only where this service may write it, as in the local stack).
+        #[arg(long)]
+        leafy_bank: bool,
+    },
     /// Create indexes and load the Extended JSON sample data (idempotent).
     Seed {
         #[arg(long, default_value = "sample_data")]
@@ -143,9 +149,14 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 rotated["signing_key"]["kid"]
             );
         }
-        Command::SetupDb => {
-            connect(&sm, &cli.secret_id).await?.ensure_indexes().await?;
-            println!("indexes in place");
+        Command::SetupDb { leafy_bank } => {
+            let db = connect(&sm, &cli.secret_id).await?;
+            db.ensure_indexes().await?;
+            if leafy_bank {
+                db.ensure_leafy_bank_indexes().await?;
+            }
+            let updated = db.backfill_owner(leafy_bank).await?;
+            println!("indexes in place; owner field added to {updated} documents");
         }
         Command::Seed { dir } => {
             let report = shared::seed::seed_dir(&connect(&sm, &cli.secret_id).await?, &dir).await?;
