@@ -4,10 +4,11 @@
 //! so tests run in parallel without seeing each other.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 
@@ -28,6 +29,8 @@ pub struct TestContext {
     pub client_id: String,
     pub client_secret: String,
     pub sm: aws_sdk_secretsmanager::Client,
+    /// Every command `state` has sent to the database (see [`CommandLog`]).
+    pub commands: CommandLog,
 }
 
 /// The database server under test: `TEST_MONGODB_URI`, set by `scripts/test.sh`.
@@ -99,12 +102,22 @@ impl TestContext {
             Duration::from_secs(300),
             SecretNeeds::All,
         );
-        let state = AppState::build(settings(&secret_id, demo_login), store)
-            .await
-            .expect("app state");
+        let commands = CommandLog::default();
+        let mut options = Db::options(&mongodb_uri()).await.expect("client options");
+        let log = commands.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Started(started) = event {
+                log.record(&started.db, started.command);
+            }
+        }));
+        let db = Db::from_options(options, &open_finance_db, &leafy_bank_db).expect("db");
+        store.current().await.expect("secret");
+        let state = AppState::from_parts(settings(&secret_id, demo_login), store, db);
         crate::seed::seed_dir(&state.db, &sample_data_dir())
             .await
             .expect("seed sample data");
+        // The seed is set-up, not a request path.
+        commands.take();
         TestContext {
             state,
             open_finance_db,
@@ -113,6 +126,7 @@ impl TestContext {
             client_id: new.client_id,
             client_secret: new.client_secret,
             sm,
+            commands,
         }
     }
 
@@ -156,5 +170,118 @@ impl CommandCounter {
     /// The count since the previous call, resetting it.
     pub fn take(&self) -> usize {
         self.0.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// The commands a client has sent, with their database, as command monitoring saw them.
+#[derive(Clone, Default)]
+pub struct CommandLog(Arc<Mutex<Vec<(String, Document)>>>);
+
+impl CommandLog {
+    fn record(&self, db: &str, command: Document) {
+        self.0.lock().unwrap().push((db.to_string(), command));
+    }
+
+    /// The commands sent since the previous call, emptying the log.
+    pub fn take(&self) -> Vec<(String, Document)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Each query a command runs, as an `explain`able command: a find's, an aggregation's, a
+/// count's, and every statement's filter of an update, delete or findAndModify (explained as
+/// a find with that filter: the server selects the documents to change the same way).
+/// Commands that select nothing (insert, createIndexes, getMore, …) give none.
+pub fn queries_of(command: &Document) -> Vec<Document> {
+    let Some((name, target)) = command.iter().next() else {
+        return Vec::new();
+    };
+    let Some(collection) = target.as_str() else {
+        return Vec::new();
+    };
+    let filter = |key: &str, of: &Document| of.get_document(key).cloned().unwrap_or_default();
+    let statements = |list: &str| -> Vec<Document> {
+        command
+            .get_array(list)
+            .map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| doc! {"find": collection, "filter": filter("q", s)})
+            .collect()
+    };
+    match name.as_str() {
+        "find" => vec![doc! {"find": collection, "filter": filter("filter", command)}],
+        "count" => vec![doc! {"count": collection, "query": filter("query", command)}],
+        "findAndModify" => vec![doc! {"find": collection, "filter": filter("query", command)}],
+        "aggregate" => vec![doc! {
+            "aggregate": collection,
+            "pipeline": command.get_array("pipeline").cloned().unwrap_or_default(),
+            "cursor": {},
+        }],
+        "update" => statements("updates"),
+        "delete" => statements("deletes"),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the server answered `explain` for a query it narrows before reading documents:
+/// FerretDB says `filterPushdown: true` (the filter went into its backend's SQL); MongoDB's
+/// plan has no collection scan.
+pub fn narrowed_by_server(explained: &Document) -> bool {
+    let ferretdb = explained
+        .get_document("serverInfo")
+        .is_ok_and(|i| i.contains_key("ferretdbVersion"));
+    if ferretdb {
+        explained.get_bool("filterPushdown").unwrap_or(false)
+    } else {
+        !mentions(&Bson::Document(explained.clone()), "COLLSCAN")
+    }
+}
+
+fn mentions(value: &Bson, word: &str) -> bool {
+    match value {
+        Bson::String(s) => s == word,
+        Bson::Document(d) => d.values().any(|v| mentions(v, word)),
+        Bson::Array(a) => a.iter().any(|v| mentions(v, word)),
+        _ => false,
+    }
+}
+
+impl TestContext {
+    /// Explains every query in `commands` and returns the ones the server does not narrow
+    /// (a full-collection read), each with its database; an empty list is what a request
+    /// path must give.
+    pub async fn queries_not_pushed_down(&self, commands: &[(String, Document)]) -> Vec<String> {
+        let mut failures = Vec::new();
+        for (database, command) in commands {
+            // A query of a collection that does not exist reads nothing (and FerretDB, having
+            // no table to push into, would say `filterPushdown: false`).
+            let existing = self
+                .state
+                .db
+                .client
+                .database(database)
+                .list_collection_names()
+                .await
+                .expect("list collections");
+            for query in queries_of(command) {
+                let collection = query.iter().next().and_then(|(_, v)| v.as_str());
+                if !collection.is_some_and(|c| existing.iter().any(|e| e == c)) {
+                    continue;
+                }
+                let explained = self
+                    .state
+                    .db
+                    .client
+                    .database(database)
+                    .run_command(doc! {"explain": query.clone()})
+                    .await
+                    .expect("explain");
+                if !narrowed_by_server(&explained) {
+                    failures.push(format!("{database}: {query}"));
+                }
+            }
+        }
+        failures
     }
 }
