@@ -1,7 +1,7 @@
 //! The seed step against the real local database: idempotent, and faithful to the fixtures.
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Document, doc, oid::ObjectId};
 use shared::seed::{read_extended_json, seed_dir};
 use shared::testing::{TestContext, sample_data_dir};
 
@@ -57,7 +57,7 @@ async fn seeding_twice_leaves_the_same_data() {
 }
 
 #[tokio::test]
-async fn seeded_documents_match_the_fixtures_except_for_hashed_tokens() {
+async fn seeded_documents_match_the_fixtures_plus_provenance_and_owner_and_with_hashed_tokens() {
     let ctx = TestContext::new().await;
     let fixture =
         read_extended_json(&sample_data_dir().join("open_finance.external_products.json")).unwrap();
@@ -72,6 +72,15 @@ async fn seeded_documents_match_the_fixtures_except_for_hashed_tokens() {
             .unwrap()
             .expect("seeded");
         let provenance = stored.remove("Provenance").expect("provenance added");
+        // The top-level owner is added, copied from the reference's nested one.
+        let owner = stored.remove("UserId").expect("owner added");
+        assert_eq!(
+            Some(&owner),
+            expected
+                .get_document("ProductCustomer")
+                .unwrap()
+                .get("UserId")
+        );
         assert_eq!(&stored, expected);
         let id = expected.get_str("ProductId").unwrap();
         assert!(
@@ -94,4 +103,36 @@ async fn seeded_documents_match_the_fixtures_except_for_hashed_tokens() {
         .await
         .unwrap();
     assert!(tokens.iter().all(|t| t.get("BearerToken").is_none()));
+}
+
+#[tokio::test]
+async fn setup_adds_the_owner_to_documents_written_before_it_existed() {
+    let ctx = TestContext::new().await;
+    let db = &ctx.state.db;
+    let user = ObjectId::new();
+    let accounts = db.open_finance.collection::<Document>("external_accounts");
+    let internal = db.leafy_bank.collection::<Document>("accounts");
+    let old_account =
+        doc! {"_id": ObjectId::new(), "AccountUser": {"UserName": "old", "UserId": user}};
+    accounts.insert_one(old_account.clone()).await.unwrap();
+    internal.insert_one(old_account.clone()).await.unwrap();
+    // Without the bank's own collection, only open_finance is touched.
+    assert_eq!(db.backfill_owner(false).await.unwrap(), 1);
+    let owner_of = |d: Option<Document>| d.unwrap().get_object_id("UserId").ok();
+    let by_id = doc! {"_id": old_account.get_object_id("_id").unwrap()};
+    assert_eq!(
+        owner_of(accounts.find_one(by_id.clone()).await.unwrap()),
+        Some(user)
+    );
+    assert_eq!(
+        owner_of(internal.find_one(by_id.clone()).await.unwrap()),
+        None
+    );
+    assert_eq!(db.backfill_owner(true).await.unwrap(), 1);
+    assert_eq!(
+        owner_of(internal.find_one(by_id).await.unwrap()),
+        Some(user)
+    );
+    // Idempotent: everything (the seeded reference data too) has its owner now.
+    assert_eq!(db.backfill_owner(true).await.unwrap(), 0);
 }

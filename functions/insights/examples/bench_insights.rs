@@ -15,12 +15,12 @@
 //! cargo run --release -p insights --example bench_insights`.
 //! `BENCH_CUSTOMERS` (default 10000) and `BENCH_REQUESTS` (per route, default 10) tune it.
 //!
-//! On FerretDB 1.24 (SQLite) expect seconds per request at 10,000 customers: its SQLite backend
-//! pushes down only a filter that is exactly `{_id: value}`, so every aggregation reads and
-//! decodes the whole collection (indexes are created but not used), and latency follows the
-//! collection's size, not the customer's. That is why the default request count is small: the
-//! run takes about 5 minutes on 2 cores (loading: ~15 s). On MongoDB the same pipelines read
-//! only the customer's documents through the owner indexes; raise `BENCH_REQUESTS` there.
+//! On FerretDB 1.24's PostgreSQL backend (the default) each aggregation's first `$match` on the
+//! top-level owner is pushed down into SQL, so PostgreSQL returns only the customer's
+//! documents. On its SQLite backend (`LOCAL_DB_BACKEND=sqlite`) only a filter that is exactly
+//! `{_id: value}` is pushed down: every aggregation reads and decodes the whole collection and
+//! latency follows the collection's size (seconds per request at 10,000 customers; keep
+//! `BENCH_REQUESTS` small there). On MongoDB the pipelines use the owner indexes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,7 +39,7 @@ use tower::ServiceExt;
 use shared::AppState;
 use shared::auth::jwt::{self, Claims};
 use shared::auth::tokens;
-use shared::db::{ACCOUNTS, CONSENTS, Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, USERS};
+use shared::db::{ACCOUNTS, CONSENTS, Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER, USERS};
 use shared::secrets::{SecretNeeds, SecretStore};
 use shared::testing::{TestContext, mongodb_uri};
 
@@ -87,7 +87,7 @@ fn generate(rng: &mut Rng, n: usize, out: &mut HashMap<&'static str, Vec<Documen
         out.entry(ACCOUNTS).or_default().push(doc! {
             "AccountBank": "LeafyBank", "AccountType": kind, "AccountStatus": "Active",
             "AccountBalance": rng.amount(0, 5000), "AccountCurrency": "USD",
-            "AccountUser": {"UserId": id, "UserName": &name},
+            "AccountUser": {"UserId": id, "UserName": &name}, OWNER: id,
         });
     }
     let banks = [
@@ -117,7 +117,7 @@ fn generate(rng: &mut Rng, n: usize, out: &mut HashMap<&'static str, Vec<Documen
             "_id": account_id, "AccountBank": bank,
             "AccountType": rng.pick(&["Checking", "Savings"]), "AccountStatus": "Active",
             "AccountBalance": balance, "AccountCurrency": currency,
-            "AccountUser": {"UserId": id, "UserName": &name},
+            "AccountUser": {"UserId": id, "UserName": &name}, OWNER: id,
             "Provenance": provenance(rng, institution),
         });
         // The legacy total is one number: list the accounts in the Leafy Bank currency.
@@ -144,7 +144,7 @@ fn generate(rng: &mut Rng, n: usize, out: &mut HashMap<&'static str, Vec<Documen
             "_id": product_id, "ProductBank": bank, "ProductType": kind,
             "ProductStatus": if rng.below(25) == 0 { "Closed" } else { "Active" },
             "ProductAmount": amount, "ProductCurrency": "USD", "ProductInterestRate": rate,
-            "ProductCustomer": {"UserId": id, "UserName": &name},
+            "ProductCustomer": {"UserId": id, "UserName": &name}, OWNER: id,
             "Provenance": provenance(rng, institution),
         };
         if kind == "Mortgage" {

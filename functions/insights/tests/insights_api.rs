@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use shared::AppState;
-use shared::db::{ACCOUNTS, CONSENTS, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS};
+use shared::db::{ACCOUNTS, CONSENTS, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
 use shared::seed::read_extended_json;
 use shared::testing::{TestContext, sample_data_dir};
 
@@ -232,6 +232,7 @@ fn external_account(
         "AccountBalance": balance,
         "AccountCurrency": currency,
         "AccountUser": {"UserId": user, "UserName": "test"},
+        OWNER: user,
         "Provenance": provenance(bank_id(bank), synced_ms_ago, "Connected"),
     }
 }
@@ -253,6 +254,7 @@ fn product(
         "ProductCurrency": currency,
         "ProductInterestRate": rate,
         "ProductCustomer": {"UserId": user, "UserName": "test"},
+        OWNER: user,
         "Provenance": provenance(bank_id(bank), Some(HOUR_MS), "Connected"),
     }
 }
@@ -266,6 +268,7 @@ fn internal_account(user: ObjectId, kind: &str, balance: f64, currency: &str) ->
         "AccountBalance": balance,
         "AccountCurrency": currency,
         "AccountUser": {"UserId": user, "UserName": "test"},
+        OWNER: user,
     }
 }
 
@@ -1182,22 +1185,14 @@ async fn indexes_serve_every_pipelines_match() {
     let of = |database: &mongodb::Database, name: &str| database.collection::<Document>(name);
     use futures_util::TryStreamExt;
     for (database, collection, leading) in [
-        (
-            &db.open_finance,
-            EXTERNAL_ACCOUNTS,
-            vec!["AccountUser.UserId"],
-        ),
-        (
-            &db.open_finance,
-            EXTERNAL_PRODUCTS,
-            vec!["ProductCustomer.UserId"],
-        ),
+        (&db.open_finance, EXTERNAL_ACCOUNTS, vec![OWNER]),
+        (&db.open_finance, EXTERNAL_PRODUCTS, vec![OWNER]),
         (
             &db.open_finance,
             CONSENTS,
-            vec!["UserId", "Status", "ExpiresAt"],
+            vec![OWNER, "Status", "ExpiresAt"],
         ),
-        (&db.leafy_bank, ACCOUNTS, vec!["AccountUser.UserId"]),
+        (&db.leafy_bank, ACCOUNTS, vec![OWNER]),
     ] {
         let specs: Vec<mongodb::IndexModel> = of(database, collection)
             .list_indexes()

@@ -3,12 +3,12 @@
 //! scheduled sync per concurrency level. Prints consents per second, database round trips per
 //! consent (commands counted by the driver's command monitor) and the peak concurrency used.
 //!
-//! Run with `scripts/bench.sh` (it starts a throw-away FerretDB and Secrets Manager emulator);
-//! `BENCH_CUSTOMERS` sets N (default 100). Everything — token server, emulated banks, sync and
-//! database — shares this machine's cores, so the figures are for the whole system here.
-//! FerretDB's SQLite backend reads the whole collection for every filter but `{_id: …}`, so its
-//! time grows with the data: 1,000 customers (the figure) do not finish setting up on
-//! it; use `MONGODB_URI` for that size.
+//! Run with `scripts/bench.sh sync` (it starts a throw-away FerretDB on PostgreSQL — or on
+//! SQLite with `LOCAL_DB_BACKEND=sqlite`, or uses `MONGODB_URI` — and the Secrets Manager
+//! emulator); `BENCH_CUSTOMERS` sets N (default 100). Everything — token server, emulated
+//! banks, sync and database — shares this machine's cores, so the figures are for the whole
+//! system here. FerretDB's SQLite backend reads the whole collection for every filter but
+//! `{_id: …}`, so there the time grows with the data (1,000 customers do not finish setting up).
 
 use std::time::{Duration, Instant};
 
@@ -111,12 +111,18 @@ async fn main() {
             report.counts.failed,
             report.status,
         );
-        if let Some(failure) = report.outcomes.iter().find(|o| o.status == "Failed") {
-            println!(
-                "{:>11} first failure: {}",
-                "",
-                failure.error.as_deref().unwrap_or("?")
-            );
+        // Failures by cause, most frequent first.
+        let mut causes: Vec<(String, usize)> = Vec::new();
+        for o in report.outcomes.iter().filter(|o| o.status == "Failed") {
+            let cause = o.error.clone().unwrap_or_else(|| "?".into());
+            match causes.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, n)) => *n += 1,
+                None => causes.push((cause, 1)),
+            }
+        }
+        causes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        for (cause, n) in causes {
+            println!("{:>11} {n} failed: {cause}", "");
         }
     }
     println!(

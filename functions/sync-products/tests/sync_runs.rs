@@ -265,7 +265,7 @@ async fn a_product_the_bank_no_longer_returns_is_closed_not_deleted() {
     products.insert_one(doc! {
         "ProductId": "5555", "ProductBank": "Green Bank", "ProductStatus": "Active", "ProductType": "Loan",
         "ProductAmount": 1000.0, "ProductCurrency": "USD",
-        "ProductCustomer": {"UserName": "fridaklo", "UserId": frida},
+        "ProductCustomer": {"UserName": "fridaklo", "UserId": frida}, "UserId": frida,
         "Provenance": {"Institution": "green-bank", "ExternalId": "GB-PRD-5555", "ConnectionStatus": "Connected"},
     }).await.unwrap();
     // An account the bank no longer returns, likewise.
@@ -278,7 +278,7 @@ async fn a_product_the_bank_no_longer_returns_is_closed_not_deleted() {
     accounts.insert_one(doc! {
         "AccountNumber": "999", "AccountBank": "Green Bank", "AccountStatus": "Active", "AccountType": "Savings",
         "AccountBalance": 10.0, "AccountCurrency": "USD",
-        "AccountUser": {"UserName": "fridaklo", "UserId": frida},
+        "AccountUser": {"UserName": "fridaklo", "UserId": frida}, "UserId": frida,
         "Provenance": {"Institution": "green-bank", "ExternalId": "GB-ACC-9999", "ConnectionStatus": "Connected"},
     }).await.unwrap();
     let reply = s

@@ -108,8 +108,8 @@ pub fn legacy_internal_balance(user_id: ObjectId) -> Vec<Document> {
 pub fn legacy_external_balance(user_id: ObjectId, account_ids: &[ObjectId]) -> Vec<Document> {
     vec![
         doc! {"$match": {
-            "_id": {"$in": account_ids},
             OWNER: user_id,
+            "_id": {"$in": account_ids},
             "Provenance.ConnectionStatus": {"$ne": DISCONNECTED},
         }},
         doc! {"$group": {"_id": "$AccountCurrency", "total": {"$sum": "$AccountBalance"}}},
@@ -121,8 +121,8 @@ pub fn legacy_external_balance(user_id: ObjectId, account_ids: &[ObjectId]) -> V
 pub fn legacy_debt(user_id: ObjectId, product_ids: &[ObjectId]) -> Vec<Document> {
     vec![
         doc! {"$match": {
-            "_id": {"$in": product_ids},
             OWNER: user_id,
+            "_id": {"$in": product_ids},
             "ProductType": {"$in": LEGACY_DEBT_TYPES.to_vec()},
             "ProductStatus": {"$ne": CLOSED},
             "Provenance.ConnectionStatus": {"$ne": DISCONNECTED},
