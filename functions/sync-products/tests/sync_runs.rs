@@ -16,14 +16,7 @@ use testkit::{ADA, CLAU, FRIDA, FRIDA_ID, GRACE, Stack};
 const ALL: &[&str] = &["ReadAccountsDetail", "ReadBalances", "ReadProducts"];
 
 fn options() -> SyncOptions {
-    SyncOptions {
-        concurrency: 4,
-        retries: 1,
-        backoff: Duration::from_millis(10),
-        stop_margin: Duration::ZERO,
-        lease_seconds: 60,
-        checkpoint_every: 10,
-    }
+    testkit::sync_options()
 }
 
 async fn stack() -> Stack {

@@ -226,6 +226,28 @@ impl Stack {
     }
 }
 
+/// Sync options for tests: some concurrency, one quick retry, no stop margin.
+pub fn sync_options() -> shared::sync::SyncOptions {
+    shared::sync::SyncOptions {
+        concurrency: 4,
+        retries: 1,
+        backoff: Duration::from_millis(10),
+        stop_margin: Duration::ZERO,
+        lease_seconds: 60,
+        checkpoint_every: 10,
+    }
+}
+
+/// The `_id`s of the documents a listing answered under `field` (`{"accounts": [...]}`).
+pub fn ids_in(body: &Value, field: &str) -> Vec<String> {
+    body[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The emulated bank's data file, as the bank serves it.
 pub fn bank_data(institution: &str) -> Value {
     let path = shared::testing::sample_data_dir().join(format!("banks/{institution}.json"));
