@@ -59,5 +59,15 @@ expect 200 '"id":"overdrawn-account:' -- -H "Authorization: Bearer $TOKEN" "$API
 expect 200 '^\{"total_balance":4625\}$' -- -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"user_id":"65a546ae4a8f64e8f88fb89e","connected_external_accounts":[]}' \
   "$API/api/v1/openfinance/secure/calculate-total-balance-for-user/"
+# 9. Mixed currencies: fridaklo's MongoDB Bank savings are in EUR; the legacy total is still one
+#    number (USD, EUR converted at the reference rates), and the summary shows the conversion.
+expect 200 '"AccountCurrency":"EUR"' -- -H "Authorization: Bearer $TOKEN" \
+  "$API/api/v1/openfinance/secure/fetch-external-accounts-for-user/?user_identifier=fridaklo"
+IDS="$(python3 -c 'import json,sys; print(json.dumps([a["_id"] for a in json.load(sys.stdin)["accounts"]]))' <<<"$LAST_BODY")"
+expect 200 '^\{"total_balance":[0-9]+(\.[0-9]+)?\}$' -- -X POST -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d "{\"user_id\":\"65a546ae4a8f64e8f88fb89e\",\"connected_external_accounts\":$IDS}" \
+  "$API/api/v1/openfinance/secure/calculate-total-balance-for-user/"
+expect 200 '"converted":\{"currency":"USD".*"rates":\{"EUR":1.05\}' -- -H "Authorization: Bearer $TOKEN" "$API/insights/summary"
 expect 200 '"status":"Revoked"' -- -X DELETE -H "Authorization: Bearer $TOKEN" "$API/consents/$CONSENT"
 echo "smoke: $passed passed, 0 failed"

@@ -46,6 +46,10 @@ export SECRET_ID="leafy-bank/smoke"
   --open-finance-db smoke_open_finance --leafy-bank-db smoke_leafy_bank \
   --credentials-file "$TEST_DIR/client.env" >/dev/null
 "$CARGO_TARGET_DIR/debug/leafy-admin" seed --dir "$ROOT/sample_data" >/dev/null
+# The operator's way of replacing the reference rates (the walkthrough expects EUR at 1.05).
+printf '{"base": "USD", "asOf": "2026-12-01T16:00:00Z", "source": "test.sh", "rates": {"EUR": 1.05, "GBP": 1.27}}' \
+  > "$TEST_DIR/rates.json"
+"$CARGO_TARGET_DIR/debug/leafy-admin" set-exchange-rates --file "$TEST_DIR/rates.json"
 API_PORT="$(free_port)"
 PORT="$API_PORT" DEMO_LOGIN_ENABLED=true "$CARGO_TARGET_DIR/debug/local-api" >"$TEST_DIR/api.log" 2>&1 &
 echo $! > "$TEST_DIR/api.pid"

@@ -25,6 +25,12 @@ pub struct Settings {
     /// How often the list of revoked access tokens is read again (`REVOCATION_REFRESH_SECONDS`,
     /// default 5): the most a revocation waits to take effect in a warm function.
     pub revocation_refresh: Duration,
+    /// The currency totals across currencies are given in when the customer's Leafy Bank
+    /// accounts do not name one (`REPORTING_CURRENCY`, default USD).
+    pub reporting_currency: String,
+    /// How often the reference exchange rates are read again (`EXCHANGE_RATES_REFRESH_SECONDS`,
+    /// default 300): the most a replaced rate table waits to take effect in a warm function.
+    pub exchange_rates_refresh: Duration,
 }
 
 impl Settings {
@@ -52,6 +58,21 @@ impl Settings {
                 &lookup,
                 "REVOCATION_REFRESH_SECONDS",
                 5,
+            )?),
+            reporting_currency: {
+                let code = lookup("REPORTING_CURRENCY").unwrap_or_else(|| "USD".into());
+                if !crate::fx::is_currency_code(code.trim()) {
+                    return Err(AppError::Config(
+                        "environment variable REPORTING_CURRENCY must be a currency code like USD"
+                            .into(),
+                    ));
+                }
+                code.trim().to_string()
+            },
+            exchange_rates_refresh: Duration::from_secs(parse_u64(
+                &lookup,
+                "EXCHANGE_RATES_REFRESH_SECONDS",
+                300,
             )?),
         })
     }
@@ -112,6 +133,8 @@ mod tests {
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
         assert!(!s.demo_login_enabled);
         assert_eq!(s.api_audience, DEFAULT_API_AUDIENCE);
+        assert_eq!(s.reporting_currency, "USD");
+        assert_eq!(s.exchange_rates_refresh, Duration::from_secs(300));
     }
 
     #[test]
@@ -120,5 +143,7 @@ mod tests {
         assert!(err.to_string().contains("DEMO_LOGIN_ENABLED"));
         let err = settings(&[("SECRET_ID", "x"), ("SECRET_TTL_SECONDS", "-1")]).unwrap_err();
         assert!(err.to_string().contains("SECRET_TTL_SECONDS"));
+        let err = settings(&[("SECRET_ID", "x"), ("REPORTING_CURRENCY", "dollars")]).unwrap_err();
+        assert!(err.to_string().contains("REPORTING_CURRENCY"));
     }
 }

@@ -9,6 +9,7 @@ pub mod consents;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod fx;
 pub mod http;
 pub mod insights;
 pub mod institutions;

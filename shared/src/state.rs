@@ -6,6 +6,7 @@ use crate::auth::revocation::RevocationList;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::fx::RateCache;
 use crate::secrets::{SecretNeeds, SecretStore};
 
 #[derive(Clone)]
@@ -16,6 +17,7 @@ pub struct Inner {
     pub secrets: SecretStore,
     pub db: Db,
     pub revocations: RevocationList,
+    pub rates: RateCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -45,6 +47,7 @@ impl AppState {
     pub fn from_parts(settings: Settings, secrets: SecretStore, db: Db) -> Self {
         AppState(Arc::new(Inner {
             revocations: RevocationList::new(settings.revocation_refresh),
+            rates: RateCache::new(settings.exchange_rates_refresh),
             settings,
             secrets,
             db,

@@ -67,8 +67,10 @@ pub fn settings(secret_id: &str, demo_login: bool) -> Settings {
     Settings::from_lookup(|k| match k {
         "SECRET_ID" => Some(secret_id.to_string()),
         "DEMO_LOGIN_ENABLED" => Some(demo_login.to_string()),
-        // Tests revoke and expect the very next request refused.
+        // Tests revoke and expect the very next request refused, and replace the exchange
+        // rates and expect the very next request to use them.
         "REVOCATION_REFRESH_SECONDS" => Some("0".into()),
+        "EXCHANGE_RATES_REFRESH_SECONDS" => Some("0".into()),
         _ => None,
     })
     .expect("test settings")

@@ -3,7 +3,8 @@
 //! total balance = the user's Leafy Bank accounts + the listed external accounts; total debt =
 //! the listed loans and mortgages. Listed ids of another user are simply not counted; items of
 //! a revoked consent (disconnected) and closed products are not counted either, as the legacy
-//! account listing no longer shows them.
+//! account listing no longer shows them. Each total is one number in the customer's reporting
+//! currency, other currencies converted at the reference rates (`shared::fx`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use shared::auth::{Principal, authenticate_legacy};
 use shared::http::{body_bytes, json_body, with_or_without_slash};
 use shared::insights::summary::round2;
-use shared::insights::{legacy_total_balance, legacy_total_debt, single_currency_total};
+use shared::insights::{legacy_total_balance, legacy_total_debt};
 use shared::{AppError, AppState, Legacy};
 
 const PREFIX: &str = "/api/v1/openfinance/secure";
@@ -121,13 +122,12 @@ async fn total_balance(
         request.connected_external_accounts.as_ref(),
         "connected_external_accounts",
     )?;
-    let totals = legacy_total_balance(&state.db, user_id, &ids).await?;
-    let total = single_currency_total(&totals, "total balance")?;
-    Ok(Json(json!({"total_balance": legacy_amount(total)})))
+    let total = legacy_total_balance(&state, user_id, &ids).await?;
+    Ok(Json(json!({"total_balance": legacy_amount(total.total)})))
 }
 
-/// `POST …/calculate-total-debt-for-user/`: authentication plus 1 round trip (none when no
-/// products are listed).
+/// `POST …/calculate-total-debt-for-user/`: authentication plus 2 concurrent round trips (none
+/// when no products are listed).
 async fn total_debt(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -141,9 +141,8 @@ async fn total_debt(
         request.connected_external_products.as_ref(),
         "connected_external_products",
     )?;
-    let totals = legacy_total_debt(&state.db, user_id, &ids).await?;
-    let total = single_currency_total(&totals, "total debt")?;
-    Ok(Json(json!({"total_debt": legacy_amount(total)})))
+    let total = legacy_total_debt(&state, user_id, &ids).await?;
+    Ok(Json(json!({"total_debt": legacy_amount(total.total)})))
 }
 
 #[cfg(test)]

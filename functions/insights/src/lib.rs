@@ -67,7 +67,7 @@ fn private<T: Serialize>(body: T) -> Response {
 /// `GET /insights/summary`: authentication plus 3 database round trips.
 async fn summary(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let user_id = customer(&state, &headers).await?;
-    let summary = summary_for(&state.db, user_id).await?;
+    let summary = summary_for(&state, user_id).await?;
     Ok(private(SummaryResponse {
         user_id: user_id.to_hex(),
         as_of: iso(DateTime::now()),

@@ -13,6 +13,7 @@ use tower::ServiceExt;
 
 use shared::AppState;
 use shared::db::{ACCOUNTS, CONSENTS, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
+use shared::fx::RateTable;
 use shared::seed::read_extended_json;
 use shared::testing::{TestContext, sample_data_dir};
 
@@ -547,8 +548,19 @@ async fn legacy_bad_input_is_a_clear_4xx() {
     }
 }
 
+/// The reference rate table, replaced as an operator would (`leafy-admin set-exchange-rates`).
+async fn set_rates(ctx: &TestContext, rates: &[(&str, f64)]) {
+    let table = RateTable {
+        base: "USD".into(),
+        as_of: DateTime::parse_rfc3339_str("2026-12-01T12:00:00Z").unwrap(),
+        source: "test".into(),
+        rates: rates.iter().map(|(c, r)| (c.to_string(), *r)).collect(),
+    };
+    shared::fx::replace(&ctx.state.db, &table).await.unwrap();
+}
+
 #[tokio::test]
-async fn legacy_totals_never_add_currencies() {
+async fn legacy_totals_convert_other_currencies_at_the_reference_rates() {
     let ctx = TestContext::new().await;
     let app = app(&ctx);
     let user = new_customer(&ctx, "euromix").await;
@@ -556,6 +568,8 @@ async fn legacy_totals_never_add_currencies() {
     let usd_internal = internal_account(user, "Checking", 100.0, "USD");
     let eur = external_account(user, "Green Bank", "Savings", 200.0, "EUR", Some(HOUR_MS));
     let usd = external_account(user, "Green Bank", "Checking", 50.25, "USD", Some(HOUR_MS));
+    let eur_loan = product(user, "Green Bank", "Loan", 1000.0, "EUR", 5.0);
+    let usd_loan = product(user, "Green Bank", "Mortgage", 2000.0, "USD", 3.0);
     insert(&ctx, "leafy_bank", ACCOUNTS, vec![usd_internal]).await;
     insert(
         &ctx,
@@ -564,31 +578,76 @@ async fn legacy_totals_never_add_currencies() {
         vec![eur.clone(), usd.clone()],
     )
     .await;
-
+    insert(
+        &ctx,
+        "open_finance",
+        EXTERNAL_PRODUCTS,
+        vec![eur_loan.clone(), usd_loan.clone()],
+    )
+    .await;
     let u = user.to_hex();
-    let reply = post_json(
-        &app,
-        BALANCE,
-        Some(&jwt),
-        &json!({"user_id": u, "connected_external_accounts": [hex(&usd)]}),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(amount(&reply, "total_balance"), 150.25);
+    let balance = |ids: Vec<String>| {
+        let body = json!({"user_id": u, "connected_external_accounts": ids});
+        let (app, jwt) = (app.clone(), jwt.clone());
+        async move {
+            amount(
+                &post_json(&app, BALANCE, Some(&jwt), &body).await,
+                "total_balance",
+            )
+        }
+    };
+    let debt = || {
+        let body =
+            json!({"user_id": u, "connected_external_products": [hex(&eur_loan), hex(&usd_loan)]});
+        let (app, jwt) = (app.clone(), jwt.clone());
+        async move {
+            amount(
+                &post_json(&app, DEBT, Some(&jwt), &body).await,
+                "total_debt",
+            )
+        }
+    };
 
-    let reply = post_json(
-        &app,
-        BALANCE,
-        Some(&jwt),
-        &json!({"user_id": u, "connected_external_accounts": [hex(&usd), hex(&eur)]}),
+    // One currency: no rate needed.
+    assert_eq!(balance(vec![hex(&usd)]).await, 150.25);
+    // EUR in a USD customer's total: at the sample data's rate (1 EUR = 1.05 USD).
+    assert_eq!(balance(vec![hex(&usd), hex(&eur)]).await, 150.25 + 210.0);
+    assert_eq!(debt().await, 2000.0 + 1050.0);
+
+    // The operator replaces the table: the next request uses it (tests re-read it every time).
+    set_rates(&ctx, &[("EUR", 2.0)]).await;
+    assert_eq!(balance(vec![hex(&usd), hex(&eur)]).await, 150.25 + 400.0);
+    assert_eq!(debt().await, 2000.0 + 2000.0);
+
+    // A currency without a rate is left out (and logged), never a 5xx or a guess.
+    set_rates(&ctx, &[("GBP", 1.3)]).await;
+    assert_eq!(balance(vec![hex(&usd), hex(&eur)]).await, 150.25);
+    assert_eq!(debt().await, 2000.0);
+}
+
+#[tokio::test]
+async fn a_customer_banking_in_euros_gets_totals_in_euros() {
+    let ctx = TestContext::new().await;
+    let app = app(&ctx);
+    let user = new_customer(&ctx, "eurobank").await;
+    let jwt = login(&app, "eurobank").await;
+    let usd = external_account(user, "Green Bank", "Checking", 105.0, "USD", Some(HOUR_MS));
+    insert(
+        &ctx,
+        "leafy_bank",
+        ACCOUNTS,
+        vec![internal_account(user, "Checking", 100.0, "EUR")],
     )
     .await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
-    assert!(
-        reply.body["detail"].as_str().unwrap().contains("EUR, USD"),
-        "{}",
-        reply.body
-    );
+    insert(&ctx, "open_finance", EXTERNAL_ACCOUNTS, vec![usd.clone()]).await;
+    let body = json!({"user_id": user.to_hex(), "connected_external_accounts": [hex(&usd)]});
+    let reply = post_json(&app, BALANCE, Some(&jwt), &body).await;
+    // 105 USD at 1 EUR = 1.05 USD is 100 EUR.
+    assert_eq!(amount(&reply, "total_balance"), 200.0);
+    let summary = get(&app, SUMMARY, Some(&jwt)).await;
+    let converted = &summary.body["converted"];
+    assert_eq!(converted["currency"], "EUR", "{}", summary.body);
+    assert_eq!(converted["totalBalance"], 200.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -826,6 +885,32 @@ async fn a_multi_currency_customer_gets_totals_per_currency() {
             ("USD".to_string(), 1000.0, 0.0, json!(0.0)),
         ]
     );
+    // And as one figure: Leafy Bank accounts in two currencies, so the configured default
+    // (USD) is the reporting currency; EUR and GBP converted at the sample data's rates.
+    assert_eq!(
+        reply.body["converted"],
+        json!({
+            "currency": "USD",
+            // 1000 + 2500 × 1.05 + 300 × 1.27; debt 1000 × 1.05.
+            "totalBalance": 4006.0,
+            "totalDebt": 1050.0,
+            "netWorth": 2956.0,
+            "rates": {"EUR": 1.05, "GBP": 1.27},
+            "ratesAsOf": "2026-11-30T16:00:00Z",
+            "rateSource": "Leafy Bank reference rates (sample data: indicative, not market rates)",
+            "excludedCurrencies": [],
+        }),
+        "{}",
+        reply.body
+    );
+    // Without a GBP rate, GBP is named and left out of the one figure (not of `currencies`).
+    set_rates(&ctx, &[("EUR", 1.05)]).await;
+    let reply = get(&app, SUMMARY, Some(&jwt)).await;
+    assert_eq!(
+        reply.body["converted"]["excludedCurrencies"],
+        json!(["GBP"])
+    );
+    assert_eq!(reply.body["converted"]["totalBalance"], 3625.0);
     let eur = &reply.body["currencies"][0];
     assert_eq!(eur["netWorth"], 1500.0);
     assert_eq!(eur["averageDebtInterestRate"], 5.0);
@@ -1133,7 +1218,8 @@ async fn database_round_trips_per_request() {
     );
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(ids(&frida.products))).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(counter.take(), auth + 1, "debt");
+    // The debt, and the Leafy Bank accounts that give the reporting currency (concurrently).
+    assert_eq!(counter.take(), auth + 2, "debt");
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(vec![])).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
@@ -1159,7 +1245,11 @@ async fn database_round_trips_per_request() {
     assert_eq!(counter.take(), 3, "summary, JWT, revocation list read");
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(ids(&frida.products))).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1, "debt, JWT");
+    assert_eq!(
+        counter.take(),
+        2,
+        "debt, JWT (and the reporting currency's accounts)"
+    );
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(vec![])).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(

@@ -7,7 +7,10 @@
 //!   concurrently;
 //! - recommendations: those 3 plus the authorised consents, 4, concurrently;
 //! - legacy total balance: 1 (internal) plus 1 when external ids are listed (another
-//!   database), concurrently; legacy total debt: 1, or none when no ids are listed.
+//!   database), concurrently; legacy total debt: 2 concurrently (the debt, and the Leafy Bank
+//!   accounts whose currency is the reporting one), or none when no ids are listed;
+//! - and, where amounts in another currency are converted, the reference rate table's read
+//!   when this process's copy is due (`crate::fx::RateCache`).
 //!
 //! A result set larger than [`BATCH_SIZE`] rows (far more than any customer holds) would need
 //! a `getMore` per further batch: the figures stay exact, the round trips grow.
@@ -25,8 +28,10 @@ use mongodb::{Collection, IndexModel};
 
 use crate::db::{ACCOUNTS, CONSENTS, Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
 use crate::error::AppError;
+use crate::fx::{self, Conversion};
+use crate::state::AppState;
 use rules::{Recommendation, RuleInput};
-use summary::{AccountRow, ConsentRow, ProductRow, Summary};
+use summary::{AccountRow, ConsentRow, ConvertedPosition, ProductRow, Summary};
 
 /// Rows asked for in the first reply of each aggregation, so one reply holds them all.
 pub const BATCH_SIZE: u32 = 1000;
@@ -111,9 +116,34 @@ pub async fn holdings(db: &Db, user_id: ObjectId) -> Result<Holdings, AppError> 
     })
 }
 
-/// `GET /insights/summary`: 3 round trips.
-pub async fn summary_for(db: &Db, user_id: ObjectId) -> Result<Summary, AppError> {
-    Ok(holdings(db, user_id).await?.summary())
+/// `GET /insights/summary`: 3 round trips, and the rate table's read when figures in other
+/// currencies than the reporting one are converted and this process's copy is due (at most
+/// every `EXCHANGE_RATES_REFRESH_SECONDS`).
+pub async fn summary_for(state: &AppState, user_id: ObjectId) -> Result<Summary, AppError> {
+    let held = holdings(&state.db, user_id).await?;
+    let mut summary = held.summary();
+    let currency = fx::reporting_currency(
+        held.internal.iter().map(|r| r.currency.as_str()),
+        &state.settings.reporting_currency,
+    );
+    let (balances, debts) = summary.balances_and_debts();
+    let table = if fx::needs_rates(&balances, &currency) || fx::needs_rates(&debts, &currency) {
+        state.rates.current(&state.db).await?
+    } else {
+        None
+    };
+    let converted = ConvertedPosition::of(&summary, &currency, table.as_deref());
+    if !converted.rates.is_empty() || !converted.excluded_currencies.is_empty() {
+        tracing::info!(
+            reporting_currency = %currency,
+            rates = ?converted.rates,
+            rates_as_of = %converted.rates_as_of.map(|d| d.to_string()).unwrap_or_default(),
+            excluded = ?converted.excluded_currencies,
+            "summary converted at reference rates"
+        );
+    }
+    summary.converted = Some(converted);
+    Ok(summary)
 }
 
 /// `GET /insights/recommendations`: the summary's 3 round trips and the consents', at once.
@@ -137,13 +167,42 @@ pub async fn recommendations_for(
 /// Amounts per currency.
 pub type PerCurrency = BTreeMap<String, f64>;
 
+/// `amounts` as one figure in `currency`, converted at the reference rates (read only when a
+/// conversion is needed), with a log line naming the rates and their date, and each currency
+/// left out for want of a rate.
+async fn in_currency(
+    state: &AppState,
+    what: &str,
+    amounts: &PerCurrency,
+    currency: &str,
+) -> Result<Conversion, AppError> {
+    let table = if fx::needs_rates(amounts, currency) {
+        state.rates.current(&state.db).await?
+    } else {
+        None
+    };
+    let conversion = fx::convert(amounts, currency, table.as_deref());
+    fx::log_conversion(what, &conversion, table.as_deref());
+    Ok(conversion)
+}
+
+/// The reporting currency of the customer whose Leafy Bank balances per currency are `internal`.
+fn reporting_currency(state: &AppState, internal: &PerCurrency) -> String {
+    fx::reporting_currency(
+        internal.keys().map(String::as_str),
+        &state.settings.reporting_currency,
+    )
+}
+
 /// Legacy total balance: the user's Leafy Bank balances plus the listed external accounts
-/// that are the user's and connected, per currency. 1 round trip, 2 (concurrent) with ids.
+/// that are the user's and connected, in the user's reporting currency. 1 round trip, 2
+/// (concurrent) with ids; plus the rate table's read when a conversion is due.
 pub async fn legacy_total_balance(
-    db: &Db,
+    state: &AppState,
     user_id: ObjectId,
     account_ids: &[ObjectId],
-) -> Result<PerCurrency, AppError> {
+) -> Result<Conversion, AppError> {
+    let db = &state.db;
     let internal = aggregate(
         db.leafy_bank.collection(ACCOUNTS),
         pipelines::legacy_internal_balance(user_id),
@@ -157,46 +216,46 @@ pub async fn legacy_total_balance(
         );
         tokio::try_join!(internal, external)?
     };
-    let mut totals = summary::per_currency(&internal);
+    let internal = summary::per_currency(&internal);
+    let mut totals = internal.clone();
     for (currency, amount) in summary::per_currency(&external) {
         *totals.entry(currency).or_insert(0.0) += amount;
     }
-    Ok(totals)
+    let currency = reporting_currency(state, &internal);
+    in_currency(state, "total balance", &totals, &currency).await
 }
 
-/// Legacy total debt: the listed loans and mortgages that are the user's, per currency.
-/// 1 round trip; none when nothing is listed (the answer is 0).
+/// Legacy total debt: the listed loans and mortgages that are the user's, in the user's
+/// reporting currency. 2 round trips, concurrent (the debt, and the Leafy Bank accounts that
+/// give the reporting currency); none when nothing is listed (the answer is 0).
 pub async fn legacy_total_debt(
-    db: &Db,
+    state: &AppState,
     user_id: ObjectId,
     product_ids: &[ObjectId],
-) -> Result<PerCurrency, AppError> {
+) -> Result<Conversion, AppError> {
+    let db = &state.db;
     if product_ids.is_empty() {
-        return Ok(PerCurrency::new());
+        let none = PerCurrency::new();
+        return Ok(fx::convert(&none, &state.settings.reporting_currency, None));
     }
-    let rows = aggregate(
-        db.open_finance.collection(EXTERNAL_PRODUCTS),
-        pipelines::legacy_debt(user_id, product_ids),
+    let (internal, debt) = tokio::try_join!(
+        aggregate(
+            db.leafy_bank.collection(ACCOUNTS),
+            pipelines::legacy_internal_balance(user_id),
+        ),
+        aggregate(
+            db.open_finance.collection(EXTERNAL_PRODUCTS),
+            pipelines::legacy_debt(user_id, product_ids),
+        ),
+    )?;
+    let currency = reporting_currency(state, &summary::per_currency(&internal));
+    in_currency(
+        state,
+        "total debt",
+        &summary::per_currency(&debt),
+        &currency,
     )
-    .await?;
-    Ok(summary::per_currency(&rows))
-}
-
-/// The one number a legacy total answers. Amounts in different currencies are never added:
-/// such a total is refused (409) and `GET /insights/summary` gives them per currency.
-pub fn single_currency_total(totals: &PerCurrency, what: &str) -> Result<f64, AppError> {
-    match totals.len() {
-        0 => Ok(0.0),
-        1 => Ok(totals.values().sum()),
-        _ => {
-            let names: Vec<&str> = totals.keys().map(String::as_str).collect();
-            Err(AppError::Conflict(format!(
-                "the {what} spans several currencies ({}) and cannot be one number; \
-                 GET /insights/summary gives a total per currency",
-                names.join(", ")
-            )))
-        }
-    }
+    .await
 }
 
 /// Indexes the insights pipelines rely on beyond the owner indexes `Db::ensure_indexes`
@@ -215,23 +274,4 @@ pub async fn ensure_insights_indexes(db: &Db) -> Result<(), AppError> {
         .build();
     consents.create_index(model).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_currency_is_one_number_and_several_are_refused() {
-        assert_eq!(
-            single_currency_total(&PerCurrency::new(), "total debt").unwrap(),
-            0.0
-        );
-        let one = PerCurrency::from([("USD".to_string(), 54_200.0)]);
-        assert_eq!(single_currency_total(&one, "total debt").unwrap(), 54_200.0);
-        let two = PerCurrency::from([("USD".to_string(), 1.0), ("EUR".to_string(), 2.0)]);
-        let e = single_currency_total(&two, "total balance").unwrap_err();
-        assert_eq!(e.status().as_u16(), 409);
-        assert!(e.to_string().contains("EUR, USD"), "{e}");
-    }
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use mongodb::bson::{Bson, DateTime, Document};
 use serde::{Serialize, Serializer};
 
+use crate::fx::{self, RateTable};
+
 /// How Leafy Bank's own accounts are labelled among the institutions.
 pub const LEAFY_BANK: &str = "Leafy Bank";
 /// Label for a grouping field a document lacks (`_id` fields of missing paths are absent or
@@ -294,11 +296,73 @@ pub struct Summary {
     pub by_product_type: Vec<ProductTypeLine>,
     pub overdrawn_accounts: Vec<OverdrawnLine>,
     pub freshness: Freshness,
+    /// The per-currency figures as one, in the customer's reporting currency (set by
+    /// `insights::summary_for`, which holds the rate table; [`fold`] leaves it `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted: Option<ConvertedPosition>,
+}
+
+/// The position in one currency: every other currency converted at the reference rates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConvertedPosition {
+    pub currency: String,
+    #[serde(serialize_with = "money")]
+    pub total_balance: f64,
+    #[serde(serialize_with = "money")]
+    pub total_debt: f64,
+    #[serde(serialize_with = "money")]
+    pub net_worth: f64,
+    /// Units of `currency` per unit of each other currency held.
+    pub rates: BTreeMap<String, f64>,
+    #[serde(serialize_with = "iso")]
+    pub rates_as_of: Option<DateTime>,
+    pub rate_source: Option<String>,
+    /// Currencies held without a reference rate: left out of these figures (they are in
+    /// `currencies`).
+    pub excluded_currencies: Vec<String>,
+}
+
+impl ConvertedPosition {
+    /// The summary's balances and debts converted into `currency` with `table`.
+    pub fn of(summary: &Summary, currency: &str, table: Option<&RateTable>) -> Self {
+        let (balances, debts) = summary.balances_and_debts();
+        let balance = fx::convert(&balances, currency, table);
+        let debt = fx::convert(&debts, currency, table);
+        let mut excluded = balance.missing.clone();
+        excluded.extend(debt.missing.iter().cloned());
+        excluded.sort();
+        excluded.dedup();
+        let mut rates = balance.rates.clone();
+        rates.extend(debt.rates.clone());
+        let used = !rates.is_empty();
+        ConvertedPosition {
+            currency: currency.to_string(),
+            total_balance: balance.total,
+            total_debt: debt.total,
+            net_worth: balance.total - debt.total,
+            rates,
+            rates_as_of: table.filter(|_| used).map(|t| t.as_of),
+            rate_source: table.filter(|_| used).map(|t| t.source.clone()),
+            excluded_currencies: excluded,
+        }
+    }
 }
 
 impl Summary {
     pub fn currency(&self, currency: &str) -> Option<&CurrencyPosition> {
         self.currencies.iter().find(|c| c.currency == currency)
+    }
+
+    /// Total balance and total debt per currency.
+    pub fn balances_and_debts(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+        let of = |f: fn(&CurrencyPosition) -> f64| {
+            self.currencies
+                .iter()
+                .map(|c| (c.currency.clone(), f(c)))
+                .collect()
+        };
+        (of(|c| c.total_balance), of(|c| c.total_debt))
     }
 }
 
@@ -428,6 +492,7 @@ pub fn fold(internal: &[AccountRow], external: &[AccountRow], products: &[Produc
             .collect(),
         overdrawn_accounts: overdrawn.into_values().collect(),
         freshness,
+        converted: None,
     }
 }
 

@@ -61,6 +61,14 @@ enum Command {
         #[arg(long)]
         leafy_bank: bool,
     },
+    /// Replace the reference exchange rates with a JSON file's
+    /// (`{"base": "USD", "asOf": "2026-11-30T16:00:00Z", "source": "…", "rates": {"EUR": 1.05}}`:
+    /// units of the base per unit of each currency). Warm functions use it within
+    /// EXCHANGE_RATES_REFRESH_SECONDS.
+    SetExchangeRates {
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Create indexes and load the Extended JSON sample data (idempotent).
     Seed {
         #[arg(long, default_value = "sample_data")]
@@ -157,6 +165,18 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             }
             let updated = db.backfill_owner(leafy_bank).await?;
             println!("indexes in place; owner field added to {updated} documents");
+        }
+        Command::SetExchangeRates { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
+            let table = shared::fx::RateTable::from_operator_json(&text)?;
+            shared::fx::replace(&connect(&sm, &cli.secret_id).await?, &table).await?;
+            println!(
+                "exchange rates replaced: base {}, {} currencies, as of {}",
+                table.base,
+                table.rates.len(),
+                table.as_of
+            );
         }
         Command::Seed { dir } => {
             let report = shared::seed::seed_dir(&connect(&sm, &cli.secret_id).await?, &dir).await?;
