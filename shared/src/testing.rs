@@ -180,8 +180,24 @@ impl CommandCounter {
 pub struct CommandLog(Arc<Mutex<Vec<(String, Document)>>>);
 
 impl CommandLog {
+    /// Keeps the commands that select documents (see [`queries_of`]); inserts and the rest
+    /// are left out, so loading much data through a test context stays cheap.
     fn record(&self, db: &str, command: Document) {
-        self.0.lock().unwrap().push((db.to_string(), command));
+        const SELECTING: [&str; 6] = [
+            "find",
+            "aggregate",
+            "count",
+            "update",
+            "delete",
+            "findAndModify",
+        ];
+        if command
+            .keys()
+            .next()
+            .is_some_and(|name| SELECTING.contains(&name.as_str()))
+        {
+            self.0.lock().unwrap().push((db.to_string(), command));
+        }
     }
 
     /// The commands sent since the previous call, emptying the log.

@@ -91,3 +91,39 @@ async fn uses_are_recorded_at_the_next_read() {
     }
     assert_eq!(last_use("untouched").await, None);
 }
+
+#[tokio::test]
+async fn many_uses_in_one_interval_are_all_recorded() {
+    // More tokens than any connection pool holds: each is written by its own `_id` (one
+    // `update` command with a statement per token deadlocks FerretDB 1.24 at this count).
+    let ctx = TestContext::new().await;
+    let db = &ctx.state.db;
+    let jtis: Vec<String> = (0..60).map(|i| format!("t{i}")).collect();
+    for jti in &jtis {
+        db.tokens()
+            .insert_one(doc! {
+                "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
+                "Revoked": false, "TokenDates": {"ExpiryDate": in_ms(600_000)},
+            })
+            .await
+            .unwrap();
+    }
+    let list = RevocationList::new(Duration::from_millis(200));
+    for jti in &jtis {
+        assert!(!list.is_revoked(db, jti).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The read that writes them; a deadlock would never return (guarded, generously).
+    tokio::time::timeout(Duration::from_secs(60), list.is_revoked(db, "t0"))
+        .await
+        .expect("the uses were written")
+        .unwrap();
+    let recorded = db
+        .tokens()
+        .count_documents(
+            doc! {"TokenType": ACCESS_TOKEN, "TokenDates.LastUseDate": {"$exists": true}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, jtis.len() as u64);
+}

@@ -5,19 +5,19 @@
 //! revoked consent is refused at once anyway: the institutions check the consent itself.
 //!
 //! The same periodic read records when each access token was last used: the tokens seen since
-//! the previous read are written with one `update` command, their `TokenDates.LastUseDate` set
+//! the previous read are written then (one `update_one` each, by `_id`), their `TokenDates.LastUseDate` set
 //! to the latest use in that window (at most the refresh interval after their own last use).
 //! Uses in a process's last window before it is frozen or ends are not recorded.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{DateTime, Document, doc};
 use tokio::sync::Mutex;
 
 use super::tokens::ACCESS_TOKEN;
-use crate::db::{Db, TOKENS};
+use crate::db::Db;
 use crate::error::AppError;
 
 /// Revocations are read back this far before the last read, so one written by a process
@@ -102,22 +102,29 @@ async fn record_uses(db: &Db, known: &mut Known) {
     let Some(last_use) = last_use.filter(|_| !used.is_empty()) else {
         return;
     };
-    // One `update` command with a statement per token: each is matched by `_id` equality,
-    // which every server answers from its primary key (FerretDB does not push `$in` down).
+    // One `update_one` per token, matched by `_id` equality, which every server answers from
+    // its primary key: FerretDB pushes neither `$in` down (an `update_many` with `$in` reads
+    // the whole collection) nor survives one `update` command with many statements (1.24
+    // holds a backend connection per statement and deadlocks once they outnumber its pool).
+    // A process notes the few tokens its requests carried in one interval; sent concurrently.
     // `$max`: another process may have recorded a later use already.
-    let updates: Vec<Document> = used
-        .iter()
-        .map(|id| {
-            doc! {
-                "q": {"_id": id, "TokenType": ACCESS_TOKEN},
-                "u": {"$max": {"TokenDates.LastUseDate": last_use}},
-            }
-        })
-        .collect();
-    let written = db
-        .open_finance
-        .run_command(doc! {"update": TOKENS, "updates": updates, "ordered": false})
-        .await;
+    // Owned items and explicit types: borrowed ones make the future too general to be `Send`.
+    let updates = used.iter().cloned().map(|id: String| {
+        let tokens = db.tokens();
+        async move {
+            tokens
+                .update_one(
+                    doc! {"_id": id, "TokenType": ACCESS_TOKEN},
+                    doc! {"$max": {"TokenDates.LastUseDate": last_use}},
+                )
+                .await
+        }
+    });
+    let written: Result<Vec<mongodb::results::UpdateResult>, mongodb::error::Error> =
+        futures_util::stream::iter(updates)
+            .buffer_unordered(4)
+            .try_collect()
+            .await;
     if let Err(e) = written {
         tracing::warn!(error = %e, tokens = used.len(), "could not record token use");
     }
