@@ -196,8 +196,21 @@ async fn walk_every_route(s: &Stack) {
     ok(&reply, "revoke");
 }
 
+/// FerretDB's SQLite backend (`LOCAL_DB_BACKEND=sqlite`, an option of the scripts) pushes down
+/// only `{_id: …}`: there this property does not hold, by design, and is not checked.
+fn on_sqlite() -> bool {
+    let sqlite = std::env::var("LOCAL_DB_BACKEND").is_ok_and(|b| b == "sqlite");
+    if sqlite {
+        eprintln!("not checked: FerretDB's SQLite backend pushes down only _id filters");
+    }
+    sqlite
+}
+
 #[tokio::test]
 async fn every_query_on_a_request_path_is_pushed_down() {
+    if on_sqlite() {
+        return;
+    }
     let s = stack().await;
     walk_every_route(&s).await;
     let commands = s.ctx.commands.take();
@@ -218,6 +231,9 @@ async fn every_query_on_a_request_path_is_pushed_down() {
 async fn a_query_on_a_nested_owner_is_reported() {
     // The check can fail: the same customer's accounts looked up by the nested reference
     // field, as the service did before it had a top-level owner.
+    if on_sqlite() {
+        return;
+    }
     let s = stack().await;
     let frida = ObjectId::parse_str(FRIDA_ID).unwrap();
     let accounts = s
