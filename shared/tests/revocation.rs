@@ -13,18 +13,23 @@ fn in_ms(ms: i64) -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() + ms)
 }
 
+/// An unrevoked access token record with id `jti`, expiring at `expires`.
+async fn access_token(db: &shared::db::Db, jti: &str, expires: DateTime) {
+    db.tokens()
+        .insert_one(doc! {
+            "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
+            "Revoked": false, "TokenDates": {"ExpiryDate": expires},
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn revocations_are_seen_on_the_next_read_and_not_before() {
     let ctx = TestContext::new().await;
     let db = &ctx.state.db;
     for (jti, expires) in [("live", in_ms(600_000)), ("long-expired", in_ms(-600_000))] {
-        db.tokens()
-            .insert_one(doc! {
-                "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
-                "Revoked": false, "TokenDates": {"ExpiryDate": expires},
-            })
-            .await
-            .unwrap();
+        access_token(db, jti, expires).await;
     }
     let cached = RevocationList::new(Duration::from_secs(300));
     let eager = RevocationList::new(Duration::ZERO);
@@ -57,13 +62,7 @@ async fn uses_are_recorded_at_the_next_read() {
     let ctx = TestContext::new().await;
     let db = &ctx.state.db;
     for jti in ["a", "b", "untouched"] {
-        db.tokens()
-            .insert_one(doc! {
-                "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
-                "Revoked": false, "TokenDates": {"ExpiryDate": in_ms(600_000)},
-            })
-            .await
-            .unwrap();
+        access_token(db, jti, in_ms(600_000)).await;
     }
     let last_use = |jti: &'static str| async move {
         db.tokens()
@@ -100,13 +99,7 @@ async fn many_uses_in_one_interval_are_all_recorded() {
     let db = &ctx.state.db;
     let jtis: Vec<String> = (0..60).map(|i| format!("t{i}")).collect();
     for jti in &jtis {
-        db.tokens()
-            .insert_one(doc! {
-                "_id": jti, "TokenHash": format!("h-{jti}"), "TokenType": ACCESS_TOKEN,
-                "Revoked": false, "TokenDates": {"ExpiryDate": in_ms(600_000)},
-            })
-            .await
-            .unwrap();
+        access_token(db, jti, in_ms(600_000)).await;
     }
     let list = RevocationList::new(Duration::from_millis(200));
     for jti in &jtis {
