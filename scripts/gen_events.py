@@ -39,6 +39,8 @@ ROUTES = [
     ("sync-products-sync-now", "sync-products", "POST", "/products/sync", None, "", None, True, 200),
     ("sync-products-list", "sync-products", "GET", "/products", None, "type=Mortgage", None, True, 200),
     ("sync-products-bad-type", "sync-products", "GET", "/products", None, "type=Car", None, True, 400),
+    ("sync-products-transactions", "sync-products", "GET", "/transactions", None, "category=groceries&limit=20", None, True, 200),
+    ("sync-products-transactions-bad-limit", "sync-products", "GET", "/transactions", None, "limit=501", None, True, 400),
     ("sync-products-legacy-fetch", "sync-products", "GET", f"{SECURE}/fetch-external-products-for-user/{{proxy+}}", f"{SECURE}/fetch-external-products-for-user/",
      "user_identifier=fridaklo", None, True, 200),
     ("insights-summary", "insights", "GET", "/insights/summary", None, "", None, True, 200),

@@ -31,6 +31,9 @@ pub struct Settings {
     /// How often the reference exchange rates are read again (`EXCHANGE_RATES_REFRESH_SECONDS`,
     /// default 300): the most a replaced rate table waits to take effect in a warm function.
     pub exchange_rates_refresh: Duration,
+    /// How far back a first transaction sync reads and how much later ones re-read
+    /// (`TRANSACTION_HISTORY_DAYS`, default 365; `TRANSACTION_OVERLAP_DAYS`, default 5).
+    pub transaction_window: crate::transactions::SyncWindow,
 }
 
 impl Settings {
@@ -74,6 +77,11 @@ impl Settings {
                 "EXCHANGE_RATES_REFRESH_SECONDS",
                 300,
             )?),
+            transaction_window: crate::transactions::SyncWindow {
+                history_days: parse_u64(&lookup, "TRANSACTION_HISTORY_DAYS", 365)?.min(5 * 365)
+                    as i64,
+                overlap_days: parse_u64(&lookup, "TRANSACTION_OVERLAP_DAYS", 5)?.min(90) as i64,
+            },
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::error::AppError;
 use crate::institutions::Institution;
 use crate::oauth::{self, Grant};
 use crate::state::AppState;
+use crate::transactions;
 
 /// An access token is refreshed when it has less than this left.
 const ACCESS_TOKEN_MARGIN_MS: i64 = 30_000;
@@ -333,13 +334,20 @@ async fn upsert(
         .await?)
 }
 
+/// What connecting a consent stored: its accounts, and what happened to their transactions.
+pub struct Connected {
+    pub accounts: Vec<Document>,
+    pub transactions: transactions::TransactionCounts,
+}
+
 /// Connects a consent's accounts: under the consent's lease (one worker at a time, so its
-/// refresh token is never used twice), fetch everything first, then write.
+/// refresh token is never used twice), fetch the accounts, write them, then read their
+/// transactions.
 pub async fn connect_accounts(
     state: &AppState,
     gateway: &BankGateway,
     consent: &Consent,
-) -> Result<Vec<Document>, AppError> {
+) -> Result<Connected, AppError> {
     match consent.status.as_str() {
         consents::AUTHORISED => {}
         consents::AWAITING => {
@@ -368,12 +376,19 @@ pub async fn connect_accounts(
         let token = access_token(state, gateway, &consent).await?;
         let accounts = fetch_accounts(gateway, &consent, &token).await?;
         let stored = upsert_accounts(state, &consent, &accounts).await?;
+        // The first connection also reads the transaction history inside the consent's window.
+        let refs = transactions::accounts_to_read(&consent, &stored, &[]);
+        let counts =
+            transactions::sync_transactions(state, gateway, &consent, &token, &refs).await?;
         if consents::disconnect_if_ended(&state.db, &consent).await? {
             return Err(AppError::Forbidden(
                 "the consent ended while its accounts were being read".into(),
             ));
         }
-        Ok(stored)
+        Ok(Connected {
+            accounts: stored,
+            transactions: counts,
+        })
     }
     .await;
     consents::release_lease(&state.db, lease).await?;

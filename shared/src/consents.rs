@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use crate::db::{CONSENTS, LEASES};
-use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
+use crate::db::{Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, EXTERNAL_TRANSACTIONS, OWNER};
 use crate::error::AppError;
 use crate::institutions::Institution;
 
@@ -67,6 +67,20 @@ pub struct Consent {
     pub authorised_at: Option<DateTime>,
     #[serde(rename = "StatusHistory")]
     pub status_history: Vec<StatusChange>,
+    /// The window of transactions the institution may return (UK Open Banking's
+    /// `TransactionFromDateTime` / `TransactionToDateTime`); open-ended where absent.
+    #[serde(
+        rename = "TransactionFromDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub transaction_from: Option<DateTime>,
+    #[serde(
+        rename = "TransactionToDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub transaction_to: Option<DateTime>,
     #[serde(
         rename = "Credentials",
         default,
@@ -84,6 +98,16 @@ impl Consent {
         self.permissions.iter().any(|p| p == permission)
     }
 
+    /// Whether the consent reads transactions at all: a level and a direction.
+    pub fn reads_transactions(&self) -> bool {
+        crate::institutions::TRANSACTION_LEVELS
+            .iter()
+            .any(|p| self.allows(p))
+            && crate::institutions::TRANSACTION_DIRECTIONS
+                .iter()
+                .any(|p| self.allows(p))
+    }
+
     /// The public JSON shape (no credentials).
     pub fn to_json(&self) -> Value {
         json!({
@@ -95,6 +119,8 @@ impl Consent {
             "createdAt": iso(self.created_at),
             "expiresAt": iso(self.expires_at),
             "authorisedAt": self.authorised_at.map(iso),
+            "transactionFromDate": self.transaction_from.map(iso),
+            "transactionToDate": self.transaction_to.map(iso),
             "statusHistory": self.status_history.iter()
                 .map(|c| json!({"status": c.status, "at": iso(c.at)}))
                 .collect::<Vec<_>>(),
@@ -118,6 +144,34 @@ pub async fn create(
     permissions: Vec<String>,
     expires_in_days: i64,
 ) -> Result<Consent, AppError> {
+    create_with_window(
+        db,
+        user_id,
+        user_name,
+        institution,
+        permissions,
+        expires_in_days,
+        TransactionWindow::default(),
+    )
+    .await
+}
+
+/// The optional bounds of the transactions a consent covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TransactionWindow {
+    pub from: Option<DateTime>,
+    pub to: Option<DateTime>,
+}
+
+pub async fn create_with_window(
+    db: &Db,
+    user_id: ObjectId,
+    user_name: &str,
+    institution: Institution,
+    permissions: Vec<String>,
+    expires_in_days: i64,
+    window: TransactionWindow,
+) -> Result<Consent, AppError> {
     let now = DateTime::now();
     let consent = Consent {
         id: ObjectId::new(),
@@ -133,6 +187,8 @@ pub async fn create(
             status: AWAITING.into(),
             at: now,
         }],
+        transaction_from: window.from,
+        transaction_to: window.to,
         credentials: None,
     };
     collection(db).insert_one(&consent).await?;
@@ -199,7 +255,7 @@ pub async fn disconnect_if_ended(db: &Db, consent: &Consent) -> Result<bool, App
     }
 }
 
-/// Marks the accounts and products fetched under a consent disconnected (kept, not deleted).
+/// Marks the accounts, products and transactions fetched under a consent disconnected (kept, not deleted).
 async fn disconnect_data(db: &Db, consent: &Consent) -> Result<(), AppError> {
     let disconnect = doc! {"$set": {
         "Provenance.ConnectionStatus": "Disconnected",
@@ -211,7 +267,7 @@ async fn disconnect_data(db: &Db, consent: &Consent) -> Result<(), AppError> {
         "Provenance.ConsentId": consent.id,
         "Provenance.ConnectionStatus": {"$ne": "Disconnected"},
     };
-    for name in [EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS] {
+    for name in [EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, EXTERNAL_TRANSACTIONS] {
         db.open_finance
             .collection::<Document>(name)
             .update_many(filter.clone(), disconnect.clone())
@@ -405,6 +461,8 @@ mod tests {
             expires_at: now,
             authorised_at: Some(now),
             status_history: vec![],
+            transaction_from: None,
+            transaction_to: None,
             credentials: Some(SealedCredentials {
                 access_token: "sealed-a".into(),
                 access_token_expires_at: now,

@@ -14,6 +14,7 @@ pub const USERS: &str = "users";
 pub const ACCOUNTS: &str = "accounts";
 pub const EXTERNAL_ACCOUNTS: &str = "external_accounts";
 pub const EXTERNAL_PRODUCTS: &str = "external_products";
+pub const EXTERNAL_TRANSACTIONS: &str = "external_transactions";
 pub const CONSENTS: &str = "consents";
 pub const LEASES: &str = "consent_leases";
 
@@ -196,6 +197,7 @@ impl Db {
             )
             .await?;
         }
+        crate::transactions::ensure_indexes(self).await?;
         // The indexes the insights pipelines need beyond these.
         crate::insights::ensure_insights_indexes(self).await?;
         Ok(())
@@ -264,6 +266,17 @@ async fn drop_index(collection: &Collection<Document>, name: &str) {
     if let Err(e) = collection.drop_index(name).await {
         tracing::debug!(collection = collection.name(), index = name, error = %e, "index not dropped");
     }
+}
+
+/// Creates a required index named `name` on `keys`, unique or not.
+pub(crate) async fn create_index(
+    collection: &Collection<Document>,
+    keys: Document,
+    name: &str,
+    is_unique: bool,
+) -> Result<(), AppError> {
+    let options = if is_unique { unique(name) } else { named(name) };
+    create(collection, keys, Some(options), true).await
 }
 
 fn unique(name: &str) -> IndexOptions {

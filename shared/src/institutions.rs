@@ -63,12 +63,21 @@ impl Institution {
 }
 
 /// Consent permissions, named as in UK Open Banking and used for both institutions.
-pub const PERMISSIONS: [&str; 4] = [
+pub const PERMISSIONS: [&str; 8] = [
     "ReadAccountsBasic",
     "ReadAccountsDetail",
     "ReadBalances",
     "ReadProducts",
+    "ReadTransactionsBasic",
+    "ReadTransactionsDetail",
+    "ReadTransactionsCredits",
+    "ReadTransactionsDebits",
 ];
+
+/// Transaction permissions come in pairs, as in UK Open Banking: a level (basic or detail)
+/// and a direction (credits and/or debits); one without the other reads nothing.
+pub const TRANSACTION_LEVELS: [&str; 2] = ["ReadTransactionsBasic", "ReadTransactionsDetail"];
+pub const TRANSACTION_DIRECTIONS: [&str; 2] = ["ReadTransactionsCredits", "ReadTransactionsDebits"];
 
 pub fn is_permission(value: &str) -> bool {
     PERMISSIONS.contains(&value)

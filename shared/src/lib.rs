@@ -22,6 +22,7 @@ pub mod state;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transactions;
 
 pub use error::{AppError, Legacy, OAuthFailure, Problem};
 pub use state::AppState;

@@ -26,6 +26,7 @@ use crate::connect::{
 use crate::consents::{self, Consent};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::transactions::{self, TransactionCounts};
 
 pub const SYNC_RUNS: &str = "sync_runs";
 
@@ -114,6 +115,8 @@ pub struct ConsentOutcome {
     pub products: usize,
     #[serde(rename = "ClosedProducts")]
     pub closed_products: u64,
+    #[serde(rename = "Transactions")]
+    pub transactions: TransactionCounts,
     #[serde(rename = "Attempts")]
     pub attempts: u32,
     #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
@@ -138,6 +141,8 @@ pub struct Counts {
     pub products: usize,
     #[serde(rename = "ClosedProducts")]
     pub closed_products: u64,
+    #[serde(rename = "Transactions")]
+    pub transactions: TransactionCounts,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +174,7 @@ impl RunReport {
                 "accounts": o.accounts,
                 "products": o.products,
                 "closedProducts": o.closed_products,
+                "transactions": o.transactions.to_json(),
                 "attempts": o.attempts,
                 "error": o.error,
             })).collect::<Vec<_>>(),
@@ -333,6 +339,7 @@ pub async fn run(
         counts.accounts += o.accounts;
         counts.products += o.products;
         counts.closed_products += o.closed_products;
+        counts.transactions.add(o.transactions);
     }
     let status = run_status(&counts).to_string();
     // The finished record states the final progress too: the last consent before which every
@@ -424,6 +431,7 @@ pub async fn sync_consent(
         accounts: 0,
         products: 0,
         closed_products: 0,
+        transactions: TransactionCounts::default(),
         attempts: 0,
         error: None,
     };
@@ -476,11 +484,12 @@ pub async fn sync_consent(
         tracing::warn!(consent_id = %consent.id, error = %e, "could not release a lease; it will lapse");
     }
     match result {
-        Ok((accounts, products, closed)) => {
+        Ok(synced) => {
             outcome.status = "Synced".into();
-            outcome.accounts = accounts;
-            outcome.products = products;
-            outcome.closed_products = closed;
+            outcome.accounts = synced.accounts;
+            outcome.products = synced.products;
+            outcome.closed_products = synced.closed_products;
+            outcome.transactions = synced.transactions;
             outcome
         }
         Err(e) => failed(outcome, &e),
@@ -494,13 +503,21 @@ fn failed(mut outcome: ConsentOutcome, e: &AppError) -> ConsentOutcome {
     outcome
 }
 
+/// What one attempt stored.
+struct Synced {
+    accounts: usize,
+    products: usize,
+    closed_products: u64,
+    transactions: TransactionCounts,
+}
+
 /// One attempt: the consent read fresh (its credentials may have rotated), one access token,
-/// everything fetched, then written.
+/// accounts and products fetched and written, then each account's transactions.
 async fn sync_once(
     state: &AppState,
     gateway: &BankGateway,
     id: ObjectId,
-) -> Result<(usize, usize, u64), AppError> {
+) -> Result<Synced, AppError> {
     let consent = consents::get_any(&state.db, id)
         .await?
         .ok_or_else(|| AppError::NotFound("the consent no longer exists".into()))?;
@@ -522,12 +539,20 @@ async fn sync_once(
         Some(p) => upsert_products(state, &consent, &p).await?,
         None => (Vec::new(), 0),
     };
+    let refs = transactions::accounts_to_read(&consent, &stored_accounts, &stored_products);
+    let transactions =
+        transactions::sync_transactions(state, gateway, &consent, &token, &refs).await?;
     if consents::disconnect_if_ended(&state.db, &consent).await? {
         return Err(AppError::Forbidden(
             "the consent ended while it was being synced".into(),
         ));
     }
-    Ok((stored_accounts.len(), stored_products.len(), closed))
+    Ok(Synced {
+        accounts: stored_accounts.len(),
+        products: stored_products.len(),
+        closed_products: closed,
+        transactions,
+    })
 }
 
 #[cfg(test)]

@@ -122,8 +122,9 @@ async fn retrieve_for_user(
                 institution.display_name()
             ))
         })?;
-    let accounts = connect_accounts(&c.state, &c.gateway, &consent).await?;
-    let first = accounts
+    let connected = connect_accounts(&c.state, &c.gateway, &consent).await?;
+    let first = connected
+        .accounts
         .first()
         .and_then(|a| a.get_object_id("_id").ok())
         .ok_or_else(|| {

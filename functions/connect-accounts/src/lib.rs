@@ -13,17 +13,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
-use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use shared::auth::{authenticate, bearer_token};
 use shared::banks::BankGateway;
 use shared::connect::connect_accounts;
+use shared::consents::TransactionWindow;
 use shared::consents::{self, Consent};
 use shared::db::{EXTERNAL_ACCOUNTS, OWNER};
 use shared::http::{MAX_BODY_BYTES, body_bytes, json_body, plain_json};
-use shared::institutions::{Institution, PERMISSIONS, is_permission};
+use shared::institutions::{
+    Institution, PERMISSIONS, TRANSACTION_DIRECTIONS, TRANSACTION_LEVELS, is_permission,
+};
 use shared::{AppError, AppState, Problem};
 
 #[derive(Clone)]
@@ -79,6 +82,70 @@ struct NewConsent {
     institution: String,
     permissions: Vec<String>,
     expires_in_days: i64,
+    transaction_from_date: Option<String>,
+    transaction_to_date: Option<String>,
+}
+
+/// A consent window bound: an RFC 3339 date-time or a calendar date (read as midnight UTC;
+/// a `to` date covers its whole day).
+fn window_bound(value: &str, field: &str, end_of_day: bool) -> Result<DateTime, AppError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(DateTime::from_millis(t.timestamp_millis()));
+    }
+    let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        AppError::BadRequest(format!(
+            "{field} must be a date (YYYY-MM-DD) or an RFC 3339 date-time"
+        ))
+    })?;
+    let start = day
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis();
+    Ok(DateTime::from_millis(if end_of_day {
+        start + 86_400_000 - 1
+    } else {
+        start
+    }))
+}
+
+/// The consent's transaction window, if any: both bounds optional, `from` before `to`.
+fn transaction_window(request: &NewConsent) -> Result<TransactionWindow, AppError> {
+    let from = request
+        .transaction_from_date
+        .as_deref()
+        .map(|v| window_bound(v, "transactionFromDate", false))
+        .transpose()?;
+    let to = request
+        .transaction_to_date
+        .as_deref()
+        .map(|v| window_bound(v, "transactionToDate", true))
+        .transpose()?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(AppError::BadRequest(
+            "transactionFromDate must be before transactionToDate".into(),
+        ));
+    }
+    Ok(TransactionWindow { from, to })
+}
+
+/// The UK Open Banking pairing rules: transaction permissions need a level (basic or detail)
+/// and a direction (credits and/or debits), and accounts to read them from.
+fn check_transaction_permissions(permissions: &[String]) -> Result<(), AppError> {
+    let has = |set: &[&str]| permissions.iter().any(|p| set.contains(&p.as_str()));
+    let (level, direction) = (has(&TRANSACTION_LEVELS), has(&TRANSACTION_DIRECTIONS));
+    if level != direction {
+        return Err(AppError::BadRequest(
+            "transaction permissions need both a level (ReadTransactionsBasic or ReadTransactionsDetail) and a direction (ReadTransactionsCredits and/or ReadTransactionsDebits)".into(),
+        ));
+    }
+    if level && !has(&["ReadAccountsBasic", "ReadAccountsDetail"]) {
+        return Err(AppError::BadRequest(
+            "transaction permissions need ReadAccountsBasic or ReadAccountsDetail".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn create_consent(
@@ -95,7 +162,7 @@ async fn create_consent(
         );
     }
     let mut permissions: Vec<String> = Vec::new();
-    for p in request.permissions {
+    for p in request.permissions.iter().cloned() {
         if !is_permission(&p) {
             return Err(AppError::BadRequest(format!(
                 "unknown permission; expected some of {}",
@@ -107,6 +174,14 @@ async fn create_consent(
             permissions.push(p);
         }
     }
+    check_transaction_permissions(&permissions)?;
+    let window = transaction_window(&request)?;
+    if window != TransactionWindow::default() && !has_transactions(&permissions) {
+        return Err(AppError::BadRequest(
+            "a transaction window needs transaction permissions".into(),
+        )
+        .into());
+    }
     if !(1..=consents::MAX_EXPIRY_DAYS).contains(&request.expires_in_days) {
         return Err(AppError::BadRequest(format!(
             "expiresInDays must be between 1 and {}",
@@ -114,13 +189,14 @@ async fn create_consent(
         ))
         .into());
     }
-    let consent = consents::create(
+    let consent = consents::create_with_window(
         &c.state.db,
         user_id,
         &user_name,
         institution,
         permissions,
         request.expires_in_days,
+        window,
     )
     .await?;
     let mut response = (StatusCode::CREATED, Json(consent.to_json())).into_response();
@@ -128,6 +204,12 @@ async fn create_consent(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+fn has_transactions(permissions: &[String]) -> bool {
+    permissions
+        .iter()
+        .any(|p| TRANSACTION_LEVELS.contains(&p.as_str()))
 }
 
 async fn list_consents(
@@ -202,10 +284,11 @@ async fn connect(
     let consent = consents::get(&c.state.db, user_id, consent_id)
         .await?
         .ok_or_else(|| AppError::NotFound("no such consent".into()))?;
-    let accounts = connect_accounts(&c.state, &c.gateway, &consent).await?;
-    Ok(Json(
-        json!({"accounts": accounts.iter().map(|d| plain_json(&d.clone().into())).collect::<Vec<_>>()}),
-    ))
+    let connected = connect_accounts(&c.state, &c.gateway, &consent).await?;
+    Ok(Json(json!({
+        "accounts": connected.accounts.iter().map(|d| plain_json(&d.clone().into())).collect::<Vec<_>>(),
+        "transactions": connected.transactions.to_json(),
+    })))
 }
 
 #[derive(Deserialize)]

@@ -49,6 +49,9 @@ impl BankError {
     pub fn consent_expired(i: Institution, message: impl Into<String>) -> Self {
         Self::new(i, StatusCode::FORBIDDEN, "CONSENT_EXPIRED", message)
     }
+    pub fn not_found(i: Institution, message: impl Into<String>) -> Self {
+        Self::new(i, StatusCode::NOT_FOUND, "RESOURCE_UNKNOWN", message)
+    }
     pub fn format(i: Institution, message: impl Into<String>) -> Self {
         Self::new(i, StatusCode::BAD_REQUEST, "FORMAT_ERROR", message)
     }
@@ -78,6 +81,7 @@ impl IntoResponse for BankError {
                     "TOKEN_INVALID" => "UK.OBIE.Header.Invalid",
                     "CONSENT_INVALID" | "CONSENT_EXPIRED" => "UK.OBIE.Resource.ConsentMismatch",
                     "FORMAT_ERROR" => "UK.OBIE.Field.Invalid",
+                    "RESOURCE_UNKNOWN" => "UK.OBIE.Resource.NotFound",
                     _ => "UK.OBIE.UnexpectedError",
                 };
                 json!({

@@ -12,11 +12,12 @@
 
 mod data;
 mod guard;
+mod ledger;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,6 +31,8 @@ use shared::{AppError, AppState};
 
 use data::BankData;
 use guard::{BankError, authorise};
+use ledger::LedgerAccount;
+use shared::institutions::TRANSACTION_LEVELS;
 
 /// The collection a test writes to make an institution misbehave.
 pub const FAULTS: &str = "bank_faults";
@@ -71,7 +74,15 @@ pub fn router(state: AppState, faults_enabled: bool) -> Router {
             "/banks/green-bank/open-banking/v3.1/aisp/products",
             get(green_products),
         )
+        .route(
+            "/banks/green-bank/open-banking/v3.1/aisp/accounts/{account_id}/transactions",
+            get(green_transactions),
+        )
         .route("/banks/mongodb-bank/v1/accounts", get(mdb_accounts))
+        .route(
+            "/banks/mongodb-bank/v1/accounts/{resource_id}/transactions",
+            get(mdb_transactions),
+        )
         .route("/banks/mongodb-bank/v1/loans", get(mdb_loans))
         .route("/banks/mongodb-bank/v1/card-accounts", get(mdb_cards))
         .with_state(banks)
@@ -291,4 +302,380 @@ async fn mdb_cards(State(banks): State<Banks>, headers: HeaderMap) -> Result<Res
     let access = authorise(&banks.state, &headers, bank, &["ReadProducts"]).await?;
     let cards = banks.data.mdb(&access.customer_id, "cardAccounts");
     Ok(Json(json!({ "cardAccounts": cards })).into_response())
+}
+
+/// Transactions per page of either bank's transaction list.
+const TRANSACTION_PAGE_SIZE: usize = 100;
+
+/// The customer's whole portfolio at both banks, as the ledger generator sees it (transfers
+/// between own accounts cross banks).
+fn portfolio(data: &BankData, customer: &str) -> Vec<LedgerAccount> {
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let mut accounts: Vec<LedgerAccount> = data
+        .green(customer, "accounts")
+        .iter()
+        .map(|a| LedgerAccount {
+            external_id: text(a, "AccountId"),
+            number: a
+                .pointer("/Account/0/Identification")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            checking: a["AccountSubType"] == "CurrentAccount",
+            savings: a["AccountSubType"] == "Savings",
+            card: false,
+            currency: text(a, "Currency"),
+        })
+        .collect();
+    accounts.extend(
+        data.mdb(customer, "accounts")
+            .iter()
+            .map(|a| LedgerAccount {
+                external_id: text(a, "resourceId"),
+                number: text(a, "bban"),
+                checking: a["cashAccountType"] == "CACC",
+                savings: a["cashAccountType"] == "SVGS",
+                card: false,
+                currency: text(a, "currency"),
+            }),
+    );
+    accounts
+}
+
+/// The window a request may see: its own bounds within the consent's and the bank's horizon.
+fn visible(
+    access: &guard::Access,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    today: chrono::NaiveDate,
+) -> (chrono::NaiveDate, chrono::NaiveDate) {
+    let day = |at: mongodb::bson::DateTime| {
+        chrono::DateTime::from_timestamp_millis(at.timestamp_millis()).map(|t| t.date_naive())
+    };
+    let mut start = today - chrono::Duration::days(ledger::HORIZON_DAYS);
+    let mut end = today;
+    for bound in [from, access.consent.transaction_from.and_then(day)]
+        .into_iter()
+        .flatten()
+    {
+        start = start.max(bound);
+    }
+    for bound in [to, access.consent.transaction_to.and_then(day)]
+        .into_iter()
+        .flatten()
+    {
+        end = end.min(bound);
+    }
+    (start, end)
+}
+
+/// The account's entries the consent may see: inside the window, of the directions it covers.
+fn visible_entries(
+    data: &BankData,
+    access: &guard::Access,
+    account: &LedgerAccount,
+    window: (chrono::NaiveDate, chrono::NaiveDate),
+    today: chrono::NaiveDate,
+) -> Vec<ledger::Entry> {
+    let customer = &access.customer_id;
+    let credits = access.consent.allows("ReadTransactionsCredits");
+    let debits = access.consent.allows("ReadTransactionsDebits");
+    ledger::entries(customer, &portfolio(data, customer), account, today)
+        .into_iter()
+        .filter(|e| e.date >= window.0 && e.date <= window.1)
+        .filter(|e| if e.amount_minor > 0 { credits } else { debits })
+        .collect()
+}
+
+fn decimal(minor: i64) -> String {
+    format!("{}.{:02}", minor.abs() / 100, minor.abs() % 100)
+}
+
+fn transactions_access(bank: Institution, access: &guard::Access) -> Result<(), BankError> {
+    if access.consent.reads_transactions() {
+        Ok(())
+    } else {
+        Err(BankError::consent_invalid(
+            bank,
+            "the consent does not cover transactions",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct GreenTransactionsQuery {
+    #[serde(rename = "fromBookingDateTime")]
+    from: Option<String>,
+    #[serde(rename = "toBookingDateTime")]
+    to: Option<String>,
+    page: Option<usize>,
+}
+
+/// An ISODateTime bound (RFC 3339, or without an offset as UTC), as a calendar day.
+fn ob_day(value: &str) -> Option<chrono::NaiveDate> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(t.with_timezone(&chrono::Utc).date_naive());
+    }
+    chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .map(|t| t.date())
+}
+
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// UK Open Banking `GET /accounts/{AccountId}/transactions`.
+async fn green_transactions(
+    State(banks): State<Banks>,
+    headers: HeaderMap,
+    Path(account_id): Path<String>,
+    query: Result<Query<GreenTransactionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, BankError> {
+    let bank = Institution::GreenBank;
+    let Query(query) = query.map_err(|_| BankError::format(bank, "malformed query parameters"))?;
+    let page = query.page.unwrap_or(1);
+    let bound = |v: &Option<String>, name: &str| {
+        v.as_deref()
+            .map(|s| {
+                ob_day(s)
+                    .ok_or_else(|| BankError::format(bank, format!("{name} is not an ISODateTime")))
+            })
+            .transpose()
+    };
+    let (from, to) = (
+        bound(&query.from, "fromBookingDateTime")?,
+        bound(&query.to, "toBookingDateTime")?,
+    );
+    if page == 0 || from.zip(to).is_some_and(|(f, t)| f > t) {
+        return Err(BankError::format(
+            bank,
+            "page must be from 1 and from not after to",
+        ));
+    }
+    if let Some(fault) = injected_fault(&banks, bank).await? {
+        return Ok(fault);
+    }
+    let access = authorise(&banks.state, &headers, bank, &TRANSACTION_LEVELS).await?;
+    transactions_access(bank, &access)?;
+    let accounts = portfolio(&banks.data, &access.customer_id);
+    let account = accounts
+        .iter()
+        .find(|a| a.external_id == account_id && account_id.starts_with("GB-"))
+        .ok_or_else(|| BankError::not_found(bank, "no such account"))?;
+    let today = chrono::Utc::now().date_naive();
+    let window = visible(&access, from, to, today);
+    let detail = access.consent.allows("ReadTransactionsDetail");
+    let entries = visible_entries(&banks.data, &access, account, window, today);
+    let total_pages = entries.len().div_ceil(TRANSACTION_PAGE_SIZE).max(1);
+    let items: Vec<Value> = entries
+        .iter()
+        .skip((page - 1).saturating_mul(TRANSACTION_PAGE_SIZE))
+        .take(TRANSACTION_PAGE_SIZE)
+        .map(|e| {
+            let (code, sub) = e.kind.ob_code();
+            let at = format!("{}T00:00:00+00:00", e.date.format("%Y-%m-%d"));
+            let mut t = json!({
+                "AccountId": account.external_id,
+                "TransactionId": if e.pending { &e.pending_id } else { &e.booked_id },
+                "Status": if e.pending { "Pending" } else { "Booked" },
+                "BookingDateTime": at, "ValueDateTime": at,
+                "CreditDebitIndicator": if e.amount_minor > 0 { "Credit" } else { "Debit" },
+                "Amount": {"Amount": decimal(e.amount_minor), "Currency": account.currency},
+                "BankTransactionCode": {"Code": code, "SubCode": sub},
+            });
+            if detail {
+                t["TransactionInformation"] = e.description.clone().into();
+                if let Some(mcc) = e.merchant_category_code {
+                    t["MerchantDetails"] =
+                        json!({"MerchantName": e.counterparty, "MerchantCategoryCode": mcc});
+                }
+                let side = if e.amount_minor > 0 {
+                    "DebtorAccount"
+                } else {
+                    "CreditorAccount"
+                };
+                t[side] =
+                    json!({"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Name": e.counterparty});
+                if let Some(number) = &e.counterparty_account {
+                    t[side]["Identification"] = number.clone().into();
+                }
+            }
+            t
+        })
+        .collect();
+    let link = |n: usize| {
+        let mut l = format!(
+            "/banks/green-bank/open-banking/v3.1/aisp/accounts/{}/transactions?page={n}",
+            encode_query(&account.external_id)
+        );
+        for (k, v) in [
+            ("fromBookingDateTime", &query.from),
+            ("toBookingDateTime", &query.to),
+        ] {
+            if let Some(v) = v {
+                l.push_str(&format!("&{k}={}", encode_query(v)));
+            }
+        }
+        l
+    };
+    let mut links = json!({"Self": link(page)});
+    if page < total_pages {
+        links["Next"] = link(page + 1).into();
+    }
+    Ok(Json(json!({
+        "Data": {"Transaction": items},
+        "Links": links,
+        "Meta": {"TotalPages": total_pages,
+                 "FirstAvailableDateTime": format!("{}T00:00:00+00:00", window.0),
+                 "LastAvailableDateTime": format!("{}T00:00:00+00:00", window.1)},
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct MdbTransactionsQuery {
+    #[serde(rename = "bookingStatus")]
+    booking_status: Option<String>,
+    #[serde(rename = "dateFrom")]
+    date_from: Option<String>,
+    #[serde(rename = "dateTo")]
+    date_to: Option<String>,
+    page: Option<usize>,
+}
+
+/// Berlin Group `GET /v1/accounts/{resourceId}/transactions`.
+async fn mdb_transactions(
+    State(banks): State<Banks>,
+    headers: HeaderMap,
+    Path(resource_id): Path<String>,
+    query: Result<Query<MdbTransactionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, BankError> {
+    let bank = Institution::MongoDbBank;
+    let Query(query) = query.map_err(|_| BankError::format(bank, "malformed query parameters"))?;
+    let (booked, pending) = match query.booking_status.as_deref() {
+        Some("booked") => (true, false),
+        Some("pending") => (false, true),
+        Some("both") => (true, true),
+        _ => {
+            return Err(BankError::format(
+                bank,
+                "bookingStatus must be booked, pending or both",
+            ));
+        }
+    };
+    let day = |v: &Option<String>, name: &str| {
+        v.as_deref()
+            .map(|s| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| BankError::format(bank, format!("{name} is not an ISODate")))
+            })
+            .transpose()
+    };
+    let (from, to) = (
+        day(&query.date_from, "dateFrom")?,
+        day(&query.date_to, "dateTo")?,
+    );
+    let page = query.page.unwrap_or(1);
+    if page == 0 || from.zip(to).is_some_and(|(f, t)| f > t) {
+        return Err(BankError::format(
+            bank,
+            "page must be from 1 and dateFrom not after dateTo",
+        ));
+    }
+    if let Some(fault) = injected_fault(&banks, bank).await? {
+        return Ok(fault);
+    }
+    let access = authorise(&banks.state, &headers, bank, &TRANSACTION_LEVELS).await?;
+    transactions_access(bank, &access)?;
+    let accounts = portfolio(&banks.data, &access.customer_id);
+    let account = accounts
+        .iter()
+        .find(|a| a.external_id == resource_id && resource_id.starts_with("mdb-"))
+        .ok_or_else(|| BankError::not_found(bank, "no such account"))?;
+    let today = chrono::Utc::now().date_naive();
+    let window = visible(&access, from, to, today);
+    let detail = access.consent.allows("ReadTransactionsDetail");
+    let entries = visible_entries(&banks.data, &access, account, window, today);
+    let render = |e: &ledger::Entry| {
+        let mut t = json!({
+            "transactionId": if e.pending { &e.pending_id } else { &e.booked_id },
+            "entryReference": e.booked_id,
+            "valueDate": e.date.format("%Y-%m-%d").to_string(),
+            "transactionAmount": {"amount": format!("{}{}", if e.amount_minor < 0 { "-" } else { "" }, decimal(e.amount_minor)), "currency": account.currency},
+            "bankTransactionCode": e.kind.iso_code(),
+        });
+        if !e.pending {
+            t["bookingDate"] = e.date.format("%Y-%m-%d").to_string().into();
+        }
+        if detail {
+            t["remittanceInformationUnstructured"] = e.description.clone().into();
+            let (name, side) = if e.amount_minor > 0 {
+                ("debtorName", "debtorAccount")
+            } else {
+                ("creditorName", "creditorAccount")
+            };
+            t[name] = e.counterparty.clone().into();
+            if let Some(number) = &e.counterparty_account {
+                t[side] = json!({"bban": number});
+            }
+            if let Some(mcc) = e.merchant_category_code {
+                t["merchantCategoryCode"] = mcc.into();
+            }
+        }
+        t
+    };
+    let booked_items: Vec<&ledger::Entry> = entries.iter().filter(|e| !e.pending).collect();
+    let total_pages = booked_items.len().div_ceil(TRANSACTION_PAGE_SIZE).max(1);
+    let mut transactions = json!({
+        "_links": {"account": {"href": format!("/banks/mongodb-bank/v1/accounts/{}", encode_query(&account.external_id))}},
+    });
+    if booked {
+        transactions["booked"] = booked_items
+            .iter()
+            .skip((page - 1).saturating_mul(TRANSACTION_PAGE_SIZE))
+            .take(TRANSACTION_PAGE_SIZE)
+            .map(|e| render(e))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    if pending {
+        transactions["pending"] = if page == 1 {
+            entries
+                .iter()
+                .filter(|e| e.pending)
+                .map(render)
+                .collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        }
+        .into();
+    }
+    if booked && page < total_pages {
+        let mut next = format!(
+            "/banks/mongodb-bank/v1/accounts/{}/transactions?bookingStatus={}&page={}",
+            encode_query(&account.external_id),
+            query.booking_status.as_deref().unwrap_or("both"),
+            page + 1
+        );
+        for (k, v) in [("dateFrom", &query.date_from), ("dateTo", &query.date_to)] {
+            if let Some(v) = v {
+                next.push_str(&format!("&{k}={}", encode_query(v)));
+            }
+        }
+        transactions["_links"]["next"] = json!({"href": next});
+    }
+    Ok(Json(json!({
+        "account": {"bban": account.number, "currency": account.currency},
+        "transactions": transactions,
+    }))
+    .into_response())
 }

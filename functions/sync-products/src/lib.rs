@@ -1,5 +1,6 @@
-//! Product and balance sync: `POST /products/sync` for the caller's consents now, the scheduled
-//! run for every authorised consent, `GET /products`, and the legacy product routes.
+//! Product, balance and transaction sync: `POST /products/sync` for the caller's consents now,
+//! the scheduled run for every authorised consent, `GET /products`, `GET /transactions`, and
+//! the legacy product routes.
 
 mod legacy;
 
@@ -18,10 +19,11 @@ use serde_json::{Value, json};
 
 use shared::auth::{authenticate, bearer_token};
 use shared::banks::BankGateway;
-use shared::db::{EXTERNAL_PRODUCTS, OWNER};
+use shared::db::{EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
 use shared::http::{MAX_BODY_BYTES, plain_json};
 use shared::institutions::Institution;
 use shared::sync::{self, SyncOptions, Trigger};
+use shared::transactions::{self, query::ListQuery};
 use shared::{AppError, AppState, Problem};
 
 /// The product types the reference data and the normalisers know.
@@ -38,6 +40,7 @@ pub fn router(state: AppState, gateway: Arc<BankGateway>, options: SyncOptions) 
     Router::new()
         .route("/products/sync", post(sync_now))
         .route("/products", get(list_products))
+        .route("/transactions", get(list_transactions))
         .merge(legacy::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Sync {
@@ -142,6 +145,49 @@ async fn list_products(
     Ok(Json(
         json!({"products": products_of(&s.state, user_id, institution, product_type, true).await?}),
     ))
+}
+
+/// `GET /transactions`: the caller's transactions, filtered, newest first, a page at a time.
+async fn list_transactions(
+    State(s): State<Sync>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let user_id = user(&s.state, &headers).await?;
+    let Query(query) = query.map_err(|_| {
+        AppError::BadRequest(
+            "the query parameters are accountId, institution, from, to, category, status, limit and next, each at most once".into(),
+        )
+    })?;
+    let filters = query.filters()?;
+    if let Some(account) = filters.account {
+        owned_account(&s.state, user_id, account).await?;
+    }
+    Ok(Json(
+        transactions::query::list(&s.state.db, user_id, &filters).await?,
+    ))
+}
+
+/// A 404 unless `account` is one of the user's external accounts or card accounts: another
+/// customer's id is not found, exactly like an id that does not exist.
+async fn owned_account(
+    state: &AppState,
+    user_id: ObjectId,
+    account: ObjectId,
+) -> Result<(), AppError> {
+    for name in [EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS] {
+        let found = state
+            .db
+            .open_finance
+            .collection::<Document>(name)
+            .find_one(doc! {OWNER: user_id, "_id": account})
+            .projection(doc! {"_id": 1})
+            .await?;
+        if found.is_some() {
+            return Ok(());
+        }
+    }
+    Err(AppError::NotFound("no such account".into()))
 }
 
 /// The user's external products, optionally filtered.

@@ -218,6 +218,31 @@ impl BankGateway {
         access_token: &str,
         consent_id: &str,
     ) -> Result<Value, AppError> {
+        self.get_paged(
+            institution,
+            path,
+            &[items],
+            "/Links/Next",
+            access_token,
+            consent_id,
+        )
+        .await
+    }
+
+    /// GETs every page of a list whose next page is linked at `next` (a JSON pointer to a
+    /// link: `/Links/Next` in UK Open Banking, `/transactions/_links/next/href` in the Berlin
+    /// Group's), gathering the lists at `items` into the first page's body. The first list
+    /// must be on every page; the others (Berlin Group's pending items, on the first page
+    /// only) may be absent from later ones.
+    pub async fn get_paged(
+        &self,
+        institution: Institution,
+        path: &str,
+        items: &[&str],
+        next: &str,
+        access_token: &str,
+        consent_id: &str,
+    ) -> Result<Value, AppError> {
         let base = self.base_url(institution)?;
         let name = institution.display_name();
         let malformed = |what: &str| AppError::BadGateway(format!("{name} answered {what}"));
@@ -228,29 +253,42 @@ impl BankGateway {
             let mut page = self
                 .get_url(institution, url.as_str(), access_token, consent_id)
                 .await?;
-            let next = page
-                .pointer("/Links/Next")
-                .and_then(Value::as_str)
-                .map(String::from);
+            let next_link = page.pointer(next).and_then(Value::as_str).map(String::from);
             match first.as_mut() {
-                None => first = Some(page),
+                None => {
+                    if page.pointer(items[0]).and_then(Value::as_array).is_none() {
+                        return Err(malformed("a malformed payload: a page without its list"));
+                    }
+                    first = Some(page)
+                }
                 Some(body) => {
-                    let more = page
-                        .pointer_mut(items)
-                        .and_then(Value::as_array_mut)
-                        .map(std::mem::take)
-                        .ok_or_else(|| malformed("a malformed payload: a page without its list"))?;
-                    body.pointer_mut(items)
-                        .and_then(Value::as_array_mut)
-                        .ok_or_else(|| malformed("a malformed payload: a page without its list"))?
-                        .extend(more);
+                    for (i, pointer) in items.iter().enumerate() {
+                        let more = match page.pointer_mut(pointer).and_then(Value::as_array_mut) {
+                            Some(list) => std::mem::take(list),
+                            None if i > 0 => continue,
+                            None => {
+                                return Err(malformed(
+                                    "a malformed payload: a page without its list",
+                                ));
+                            }
+                        };
+                        match body.pointer_mut(pointer).and_then(Value::as_array_mut) {
+                            Some(list) => list.extend(more),
+                            None if more.is_empty() => {}
+                            None => {
+                                return Err(malformed(
+                                    "a malformed payload: a page without its list",
+                                ));
+                            }
+                        }
+                    }
                 }
             }
-            let Some(next) = next.filter(|n| !n.is_empty()) else {
+            let Some(next_link) = next_link.filter(|n| !n.is_empty()) else {
                 return first.ok_or_else(|| malformed("nothing"));
             };
             url = url
-                .join(&next)
+                .join(&next_link)
                 .ok()
                 .filter(|u| within(u.as_str(), base))
                 .ok_or_else(|| malformed("a next-page link outside its API"))?;

@@ -25,7 +25,7 @@ pub struct SyncContext {
     pub synced_at: DateTime,
 }
 
-fn malformed(ctx: &SyncContext, what: &str) -> AppError {
+pub(crate) fn malformed(ctx: &SyncContext, what: &str) -> AppError {
     AppError::BadGateway(format!(
         "{} answered a malformed payload: {what}",
         ctx.institution.display_name()
@@ -55,7 +55,7 @@ pub fn parse_unsigned_amount(value: &str) -> Option<f64> {
     parse_amount(value)
 }
 
-fn date(value: &str) -> Option<DateTime> {
+pub(crate) fn date(value: &str) -> Option<DateTime> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(DateTime::from_millis(t.timestamp_millis()));
     }
@@ -65,14 +65,14 @@ fn date(value: &str) -> Option<DateTime> {
     ))
 }
 
-fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub(crate) fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     object
         .get(key)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-fn currency(ctx: &SyncContext, value: Option<&str>) -> Result<String, AppError> {
+pub(crate) fn currency(ctx: &SyncContext, value: Option<&str>) -> Result<String, AppError> {
     match value {
         Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => Ok(c.to_string()),
         _ => Err(malformed(ctx, "a currency is not an ISO 4217 code")),
@@ -89,7 +89,7 @@ fn opening_date(ctx: &SyncContext, value: Option<&str>) -> Result<Option<DateTim
 /// reference uses for something else is prefixed with `Source`. A bank's field names reach an
 /// update, so any that MongoDB would read as a path or an operator (`.` inside, `$` or `_` in
 /// front), at any depth, are dropped: a bank cannot rewrite the owner or the provenance.
-fn keep_unmapped(target: &mut Document, source: &Map<String, Value>, consumed: &[&str]) {
+pub(crate) fn keep_unmapped(target: &mut Document, source: &Map<String, Value>, consumed: &[&str]) {
     for (key, value) in source {
         if consumed.contains(&key.as_str()) || !plain_field_name(key) {
             continue;
@@ -110,7 +110,7 @@ fn plain_field_name(key: &str) -> bool {
 /// JSON as BSON without Extended JSON's reading (`{"$oid": …}` never becomes an ObjectId; its
 /// `$` name is dropped like any other); whole numbers become Int32 where they fit, like the
 /// reference data's.
-fn plain_bson(value: &Value) -> Bson {
+pub(crate) fn plain_bson(value: &Value) -> Bson {
     match value {
         Value::Null => Bson::Null,
         Value::Bool(b) => Bson::Boolean(*b),

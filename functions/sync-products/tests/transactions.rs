@@ -1,0 +1,340 @@
+//! Transactions end to end against the real stack: consents with transaction permissions, the
+//! emulated banks' transaction APIs in both standards over HTTP, FerretDB, and
+//! `GET /transactions`.
+
+use std::collections::HashSet;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use shared::db::EXTERNAL_TRANSACTIONS;
+use shared::sync::{self, Trigger};
+use testkit::{FRIDA, FRIDA_ID, GRACE, Stack};
+
+const DETAIL: &[&str] = &[
+    "ReadAccountsDetail",
+    "ReadBalances",
+    "ReadTransactionsDetail",
+    "ReadTransactionsCredits",
+    "ReadTransactionsDebits",
+];
+
+async fn stack() -> Stack {
+    Stack::with(|state, gateway| sync_products::router(state, gateway, testkit::sync_options()))
+        .await
+}
+
+async fn stored(s: &Stack) -> Vec<Document> {
+    s.ctx
+        .state
+        .db
+        .open_finance
+        .collection::<Document>(EXTERNAL_TRANSACTIONS)
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Every page of `GET /transactions?{query}`, following `next` to the end.
+async fn all_pages(s: &Stack, token: &str, query: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut next: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let cursor = next
+            .as_deref()
+            .map(|c| format!("&next={c}"))
+            .unwrap_or_default();
+        let r = s
+            .call(
+                Method::GET,
+                &format!("/transactions?{query}{cursor}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        pages += 1;
+        items.extend(r.body["transactions"].as_array().unwrap().iter().cloned());
+        match r.body["next"].as_str() {
+            Some(c) => next = Some(c.to_string()),
+            None => return (items, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connecting_imports_the_history_and_a_rerun_adds_nothing() {
+    let s = stack().await;
+    let green = s.authorised_consent(FRIDA, "green-bank", DETAIL).await;
+    let mdb = s.authorised_consent(FRIDA, "mongodb-bank", DETAIL).await;
+    let first = s.connect(FRIDA, &mdb).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let connected = s.connect(FRIDA, &green).await;
+    assert_eq!(connected.status, StatusCode::OK, "{}", connected.body);
+    let added = connected.body["transactions"]["added"].as_u64().unwrap();
+    assert!(
+        added > 300,
+        "a year of history: {}",
+        connected.body["transactions"]
+    );
+
+    let docs = stored(&s).await;
+    // Unique by (institution, account, transaction id).
+    let keys: HashSet<String> = docs
+        .iter()
+        .map(|d| {
+            let p = d.get_document("Provenance").unwrap();
+            format!(
+                "{}/{}/{}",
+                p.get_str("Institution").unwrap(),
+                p.get_str("AccountExternalId").unwrap(),
+                p.get_str("ExternalId").unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), docs.len());
+    for d in &docs {
+        assert_eq!(d.get_object_id("UserId").unwrap().to_hex(), FRIDA_ID);
+        assert!(d.get_i64("AmountMinor").is_ok() && d.get_str("Category").is_ok());
+    }
+    // Both standards, both statuses, and categories from each kind of rule.
+    let has = |f: &dyn Fn(&Document) -> bool| docs.iter().any(f);
+    assert!(has(&|d| d.get_str("Institution") == Ok("green-bank")));
+    assert!(has(&|d| d.get_str("Institution") == Ok("mongodb-bank")));
+    assert!(has(&|d| d.get_str("Status") == Ok("Pending")));
+    assert!(has(&|d| d.get_str("Category") == Ok("salary")));
+    assert!(has(&|d| d.get_str("Category") == Ok("groceries")
+        && d.get_str("CategorySource") == Ok("MerchantCategoryCode")));
+    assert!(has(&|d| d.get_str("Category") == Ok("rent")
+        && d.get_str("CategorySource") == Ok("Description")));
+    // Frida's MongoDB Bank checking account pays into her Green Bank savings every month:
+    // connected first, those debits were marked once Green Bank's accounts were known.
+    assert!(
+        has(&|d| d.get_str("Institution") == Ok("mongodb-bank")
+            && d.get_bool("OwnTransfer") == Ok(true)
+            && d.get_str("Category") == Ok("transfers")),
+        "own transfers across banks"
+    );
+
+    // A rerun (on demand sync) reads incrementally and adds or changes nothing.
+    let report = sync::run(
+        &s.ctx.state,
+        &s.gateway,
+        Trigger::OnDemand(mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap()),
+        None,
+        &testkit::sync_options(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, "Succeeded");
+    assert_eq!(report.counts.transactions.added, 0, "{:?}", report.counts);
+    assert_eq!(stored(&s).await.len(), docs.len());
+
+    // The listing: every stored transaction once, newest first, across pages.
+    let (items, pages) = all_pages(&s, FRIDA, "limit=97").await;
+    assert!(pages > 3);
+    assert_eq!(items.len(), docs.len());
+    let ids: HashSet<&str> = items.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), items.len(), "no item twice");
+    let dates: Vec<&str> = items
+        .iter()
+        .map(|t| t["bookingDate"].as_str().unwrap())
+        .collect();
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    // Filters.
+    let (groceries, _) = all_pages(&s, FRIDA, "category=groceries&status=booked&limit=500").await;
+    assert!(!groceries.is_empty());
+    assert!(
+        groceries
+            .iter()
+            .all(|t| t["category"] == "groceries" && t["status"] == "Booked")
+    );
+    let account = items[0]["accountId"].as_str().unwrap();
+    let (one, _) = all_pages(
+        &s,
+        FRIDA,
+        &format!("accountId={account}&from=2026-01-01&to=2026-06-30"),
+    )
+    .await;
+    assert!(one.iter().all(|t| t["accountId"] == account
+        && t["bookingDate"].as_str().unwrap() >= "2026-01-01"
+        && t["bookingDate"].as_str().unwrap() < "2026-07-01"));
+
+    // Another customer sees none of it, and cannot name Frida's account.
+    let (none, _) = all_pages(&s, GRACE, "limit=500").await;
+    assert!(none.is_empty());
+    let foreign = s
+        .call(
+            Method::GET,
+            &format!("/transactions?accountId={account}"),
+            Some(GRACE),
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
+}
+
+#[tokio::test]
+async fn a_credits_only_basic_consent_reads_credits_without_details() {
+    let s = stack().await;
+    let consent = s
+        .authorised_consent(
+            FRIDA,
+            "green-bank",
+            &[
+                "ReadAccountsBasic",
+                "ReadTransactionsBasic",
+                "ReadTransactionsCredits",
+            ],
+        )
+        .await;
+    let r = s.connect(FRIDA, &consent).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let docs = stored(&s).await;
+    assert!(!docs.is_empty());
+    for d in &docs {
+        assert!(d.get_i64("AmountMinor").unwrap() > 0, "credits only");
+        assert!(!d.contains_key("Description") && !d.contains_key("MerchantCategoryCode"));
+    }
+    // Salary still found, from the bank's transaction code.
+    assert!(docs.iter().any(|d| d.get_str("Category") == Ok("salary")
+        && d.get_str("CategorySource") == Ok("BankTransactionCode")));
+}
+
+#[tokio::test]
+async fn consents_validate_transaction_permissions_and_windows() {
+    let s = stack().await;
+    let post = |body: Value| {
+        let s = &s;
+        async move {
+            s.call(Method::POST, "/consents", Some(FRIDA), Some(body))
+                .await
+        }
+    };
+    for bad in [
+        json!({"institution": "green-bank", "permissions": ["ReadAccountsBasic", "ReadTransactionsBasic"], "expiresInDays": 30}),
+        json!({"institution": "green-bank", "permissions": ["ReadAccountsBasic", "ReadTransactionsDebits"], "expiresInDays": 30}),
+        json!({"institution": "green-bank", "permissions": ["ReadTransactionsDetail", "ReadTransactionsDebits"], "expiresInDays": 30}),
+        json!({"institution": "green-bank", "permissions": DETAIL, "expiresInDays": 30, "transactionFromDate": "last year"}),
+        json!({"institution": "green-bank", "permissions": DETAIL, "expiresInDays": 30, "transactionFromDate": "2026-06-01", "transactionToDate": "2026-01-01"}),
+        json!({"institution": "green-bank", "permissions": ["ReadAccountsBasic"], "expiresInDays": 30, "transactionFromDate": "2026-01-01"}),
+        json!({"institution": "green-bank", "permissions": DETAIL, "expiresInDays": 30, "transactionFromDate": {"$gt": ""}}),
+    ] {
+        let r = post(bad.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad} -> {}", r.body);
+    }
+    let r = post(
+        json!({"institution": "green-bank", "permissions": DETAIL, "expiresInDays": 30,
+        "transactionFromDate": "2026-03-01", "transactionToDate": "2026-05-31"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["consentId"].as_str().unwrap().to_string();
+    let authorised = s
+        .call(
+            Method::POST,
+            &format!("/consents/{id}/authorise"),
+            Some(FRIDA),
+            None,
+        )
+        .await;
+    assert_eq!(authorised.status, StatusCode::OK, "{}", authorised.body);
+    let connected = s.connect(FRIDA, &id).await;
+    assert_eq!(connected.status, StatusCode::OK, "{}", connected.body);
+    // The institution returned nothing outside the window.
+    let docs = stored(&s).await;
+    assert!(!docs.is_empty());
+    for d in &docs {
+        let month = d.get_str("BookingMonth").unwrap();
+        assert!(("2026-03".."2026-06").contains(&month), "{month}");
+    }
+}
+
+#[tokio::test]
+async fn bad_listing_input_is_a_400_and_no_token_a_401() {
+    let s = stack().await;
+    for query in [
+        "limit=0",
+        "limit=501",
+        "from=2026-02-30",
+        "to=soon",
+        "category=gambling",
+        "status=done",
+        "accountId=nope",
+        "next=garbage",
+        "institution=evil-bank",
+        "unknown=1",
+        "limit=1&limit=2",
+        "category[$ne]=x",
+    ] {
+        let r = s
+            .call(
+                Method::GET,
+                &format!("/transactions?{query}"),
+                Some(FRIDA),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.body);
+    }
+    let r = s.call(Method::GET, "/transactions", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = s
+        .call(
+            Method::GET,
+            "/transactions",
+            Some("forged.token.value"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn concurrent_syncs_create_no_duplicates() {
+    let s = stack().await;
+    let consent = s.authorised_consent(FRIDA, "mongodb-bank", DETAIL).await;
+    // Two connections at once: one wins the lease, the other is told to retry; then two
+    // scheduled-style syncs race on the same data: the unique key keeps one copy of each.
+    let (a, b) = tokio::join!(s.connect(FRIDA, &consent), s.connect(FRIDA, &consent));
+    assert!(a.status == StatusCode::OK || b.status == StatusCode::OK);
+    let user = mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap();
+    let options = testkit::sync_options();
+    let (x, y) = tokio::join!(
+        sync::run(
+            &s.ctx.state,
+            &s.gateway,
+            Trigger::OnDemand(user),
+            None,
+            &options
+        ),
+        sync::run(
+            &s.ctx.state,
+            &s.gateway,
+            Trigger::OnDemand(user),
+            None,
+            &options
+        ),
+    );
+    x.unwrap();
+    y.unwrap();
+    let docs = stored(&s).await;
+    let keys: HashSet<String> = docs
+        .iter()
+        .map(|d| {
+            d.get_document("Provenance")
+                .unwrap()
+                .get_str("ExternalId")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), docs.len());
+}
