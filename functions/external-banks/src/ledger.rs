@@ -165,8 +165,8 @@ pub fn entries(
             if day.day() == 25 {
                 let salary = 250_000 + (base % 400_000) as i64;
                 // Every fourth customer's income dropped by 40% from October 2026.
-                let dropped =
-                    base.is_multiple_of(4) && day >= NaiveDate::from_ymd_opt(2026, 10, 1).unwrap_or(day);
+                let dropped = base.is_multiple_of(4)
+                    && day >= NaiveDate::from_ymd_opt(2026, 10, 1).unwrap_or(day);
                 let salary = if dropped { salary * 6 / 10 } else { salary };
                 push(
                     "salary",

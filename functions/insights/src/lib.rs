@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/insights/summary", get(summary))
         .route("/insights/recommendations", get(recommendations))
+        .route("/insights/recurring", get(recurring))
         .merge(legacy::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -89,4 +90,18 @@ async fn recommendations(
         rules_evaluated: RULES,
         recommendations,
     }))
+}
+
+/// `GET /insights/recurring`: recurring payments and income detected from the booked history
+/// (authentication plus 1 aggregation).
+async fn recurring(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
+    let user_id = customer(&state, &headers).await?;
+    let now = DateTime::now();
+    let found = shared::transactions::recurring::recurring_for(&state.db, user_id, now).await?;
+    Ok(private(serde_json::json!({
+        "userId": user_id.to_hex(),
+        "asOf": iso(now),
+        "lookbackDays": shared::transactions::recurring::LOOKBACK_DAYS,
+        "recurring": found.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+    })))
 }

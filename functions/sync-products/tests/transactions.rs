@@ -22,8 +22,11 @@ const DETAIL: &[&str] = &[
 ];
 
 async fn stack() -> Stack {
-    Stack::with(|state, gateway| sync_products::router(state, gateway, testkit::sync_options()))
-        .await
+    Stack::with(|state, gateway| {
+        sync_products::router(state.clone(), gateway, testkit::sync_options())
+            .merge(insights::router(state))
+    })
+    .await
 }
 
 async fn stored(s: &Stack) -> Vec<Document> {
@@ -337,4 +340,44 @@ async fn concurrent_syncs_create_no_duplicates() {
         })
         .collect();
     assert_eq!(keys.len(), docs.len());
+}
+
+#[tokio::test]
+async fn recurring_payments_and_income_are_detected_from_the_history() {
+    let s = stack().await;
+    let consent = s.authorised_consent(FRIDA, "green-bank", DETAIL).await;
+    assert_eq!(s.connect(FRIDA, &consent).await.status, StatusCode::OK);
+    let r = s
+        .call(Method::GET, "/insights/recurring", Some(FRIDA), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let found = r.body["recurring"].as_array().unwrap();
+    let named = |name: &str| found.iter().find(|x| x["counterparty"] == name);
+    let rent = named("Landlord Properties Ltd").unwrap_or_else(|| panic!("rent: {}", r.body));
+    assert_eq!(rent["frequency"], "monthly");
+    assert_eq!(rent["direction"], "payment");
+    assert!(rent["monthlyAmount"].as_f64().unwrap() < 0.0);
+    assert!(rent["nextExpectedDate"].as_str().unwrap().ends_with("-01"));
+    let salary = found
+        .iter()
+        .find(|x| x["category"] == "salary")
+        .unwrap_or_else(|| panic!("salary: {}", r.body));
+    assert_eq!(salary["direction"], "income");
+    assert!(
+        salary["nextExpectedDate"]
+            .as_str()
+            .unwrap()
+            .ends_with("-25")
+    );
+    // Card purchases at varying merchants and amounts are not a series; own transfers are
+    // excluded.
+    assert!(named("Tesco").is_none() && named("Own savings").is_none());
+    // Nobody else's history leaks in.
+    let other = s
+        .call(Method::GET, "/insights/recurring", Some(GRACE), None)
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.body["recurring"], json!([]));
+    let none = s.call(Method::GET, "/insights/recurring", None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
 }

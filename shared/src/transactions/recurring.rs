@@ -160,6 +160,90 @@ fn series(items: &[&Occurrence], today: NaiveDate) -> Option<Recurring> {
     })
 }
 
+/// Days of booked history the detection reads.
+pub const LOOKBACK_DAYS: i64 = 200;
+
+/// The pipeline behind [`recurring_for`]: the owner's booked, connected, non-transfer items
+/// of the lookback, summed per (counterparty, currency, category, day). One `$group` with one
+/// `$sum`, as FerretDB computes it (DESIGN §8).
+pub fn pipeline(
+    owner: mongodb::bson::oid::ObjectId,
+    since: mongodb::bson::DateTime,
+) -> Vec<mongodb::bson::Document> {
+    use mongodb::bson::doc;
+    vec![
+        doc! {"$match": {
+            crate::db::OWNER: owner,
+            "Status": super::normalise::BOOKED,
+            "BookingDate": {"$gte": since},
+            "Category": {"$ne": super::categorise::TRANSFERS},
+            "Provenance.ConnectionStatus": {"$ne": "Disconnected"},
+        }},
+        doc! {"$group": {
+            "_id": {"counterparty": "$Counterparty", "currency": "$Currency", "category": "$Category", "date": "$BookingDate"},
+            "amount": {"$sum": "$AmountMinor"},
+        }},
+    ]
+}
+
+/// The owner's recurring payments and income as of `now`: one aggregation, then detection.
+pub async fn recurring_for(
+    db: &crate::db::Db,
+    owner: mongodb::bson::oid::ObjectId,
+    now: mongodb::bson::DateTime,
+) -> Result<Vec<Recurring>, crate::AppError> {
+    use futures_util::TryStreamExt;
+    let since =
+        mongodb::bson::DateTime::from_millis(now.timestamp_millis() - LOOKBACK_DAYS * 86_400_000);
+    let rows: Vec<mongodb::bson::Document> = db
+        .open_finance
+        .collection::<mongodb::bson::Document>(crate::db::EXTERNAL_TRANSACTIONS)
+        .aggregate(pipeline(owner, since))
+        .batch_size(crate::insights::BATCH_SIZE)
+        .await?
+        .try_collect()
+        .await?;
+    let history: Vec<Occurrence> = rows
+        .iter()
+        .filter_map(|row| {
+            let key = row.get_document("_id").ok()?;
+            let amount = match row.get("amount")? {
+                mongodb::bson::Bson::Int64(n) => *n,
+                mongodb::bson::Bson::Int32(n) => i64::from(*n),
+                _ => return None,
+            };
+            Some(Occurrence {
+                counterparty: key.get_str("counterparty").ok()?.to_string(),
+                currency: key.get_str("currency").ok()?.to_string(),
+                category: key.get_str("category").unwrap_or("other").to_string(),
+                date: super::normalise::utc(*key.get_datetime("date").ok()?).date_naive(),
+                amount_minor: amount,
+            })
+        })
+        .collect();
+    Ok(detect(&history, super::normalise::utc(now).date_naive()))
+}
+
+impl Recurring {
+    /// The public shape.
+    pub fn to_json(&self) -> serde_json::Value {
+        use super::normalise::major_units;
+        serde_json::json!({
+            "counterparty": self.counterparty,
+            "category": self.category,
+            "currency": self.currency,
+            "direction": if self.last_amount_minor > 0 { "income" } else { "payment" },
+            "frequency": self.frequency.as_str(),
+            "lastAmount": major_units(self.last_amount_minor, &self.currency),
+            "firstAmountSeen": major_units(self.first_amount_minor, &self.currency),
+            "monthlyAmount": major_units(self.monthly_minor, &self.currency),
+            "lastDate": self.last_date.format("%Y-%m-%d").to_string(),
+            "nextExpectedDate": self.next_expected.format("%Y-%m-%d").to_string(),
+            "occurrences": self.occurrences,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
