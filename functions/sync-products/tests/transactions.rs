@@ -125,6 +125,15 @@ async fn connecting_imports_the_history_and_a_rerun_adds_nothing() {
         "own transfers across banks"
     );
 
+    // Every query the connections and the listing below send is narrowed by the server
+    // (FerretDB: `filterPushdown`; MongoDB: no collection scan).
+    s.ctx.commands.take();
+    let _ = all_pages(&s, FRIDA, "limit=200&category=groceries").await;
+    let listed = s.ctx.commands.take();
+    assert!(!listed.is_empty());
+    let not_pushed = s.ctx.queries_not_pushed_down(&listed).await;
+    assert!(not_pushed.is_empty(), "{not_pushed:?}");
+
     // A rerun (on demand sync) reads incrementally and adds or changes nothing.
     let report = sync::run(
         &s.ctx.state,
@@ -137,6 +146,11 @@ async fn connecting_imports_the_history_and_a_rerun_adds_nothing() {
     .unwrap();
     assert_eq!(report.status, "Succeeded");
     assert_eq!(report.counts.transactions.added, 0, "{:?}", report.counts);
+    let not_pushed = s.ctx.queries_not_pushed_down(&s.ctx.commands.take()).await;
+    assert!(
+        not_pushed.is_empty(),
+        "the incremental sync: {not_pushed:?}"
+    );
     assert_eq!(stored(&s).await.len(), docs.len());
 
     // The listing: every stored transaction once, newest first, across pages.
