@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
-use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
+use mongodb::bson::{Document, doc, oid::ObjectId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -27,6 +27,7 @@ use shared::http::{MAX_BODY_BYTES, body_bytes, json_body, plain_json};
 use shared::institutions::{
     Institution, PERMISSIONS, TRANSACTION_DIRECTIONS, TRANSACTION_LEVELS, is_permission,
 };
+use shared::transactions::query::parse_date;
 use shared::{AppError, AppState, Problem};
 
 #[derive(Clone)]
@@ -86,39 +87,17 @@ struct NewConsent {
     transaction_to_date: Option<String>,
 }
 
-/// A consent window bound: an RFC 3339 date-time or a calendar date (read as midnight UTC;
-/// a `to` date covers its whole day).
-fn window_bound(value: &str, field: &str, end_of_day: bool) -> Result<DateTime, AppError> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
-        return Ok(DateTime::from_millis(t.timestamp_millis()));
-    }
-    let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-        AppError::BadRequest(format!(
-            "{field} must be a date (YYYY-MM-DD) or an RFC 3339 date-time"
-        ))
-    })?;
-    let start = day
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc()
-        .timestamp_millis();
-    Ok(DateTime::from_millis(if end_of_day {
-        start + 86_400_000 - 1
-    } else {
-        start
-    }))
-}
-
 /// The consent's transaction window, if any: both bounds optional, `from` before `to`.
 fn transaction_window(request: &NewConsent) -> Result<TransactionWindow, AppError> {
     let from = request
         .transaction_from_date
         .as_deref()
-        .map(|v| window_bound(v, "transactionFromDate", false))
+        .map(|v| parse_date(v, "transactionFromDate", false))
         .transpose()?;
     let to = request
         .transaction_to_date
         .as_deref()
-        .map(|v| window_bound(v, "transactionToDate", true))
+        .map(|v| parse_date(v, "transactionToDate", true))
         .transpose()?;
     if let (Some(f), Some(t)) = (from, to)
         && f >= t

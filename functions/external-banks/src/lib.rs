@@ -33,6 +33,7 @@ use data::BankData;
 use guard::{BankError, authorise};
 use ledger::LedgerAccount;
 use shared::institutions::TRANSACTION_LEVELS;
+use shared::transactions::encode;
 
 /// The collection a test writes to make an institution misbehave.
 pub const FAULTS: &str = "bank_faults";
@@ -421,18 +422,6 @@ fn ob_day(value: &str) -> Option<chrono::NaiveDate> {
         .map(|t| t.date())
 }
 
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// UK Open Banking `GET /accounts/{AccountId}/transactions`.
 async fn green_transactions(
     State(banks): State<Banks>,
@@ -515,14 +504,14 @@ async fn green_transactions(
     let link = |n: usize| {
         let mut l = format!(
             "/banks/green-bank/open-banking/v3.1/aisp/accounts/{}/transactions?page={n}",
-            encode_query(&account.external_id)
+            encode(&account.external_id)
         );
         for (k, v) in [
             ("fromBookingDateTime", &query.from),
             ("toBookingDateTime", &query.to),
         ] {
             if let Some(v) = v {
-                l.push_str(&format!("&{k}={}", encode_query(v)));
+                l.push_str(&format!("&{k}={}", encode(v)));
             }
         }
         l
@@ -636,7 +625,7 @@ async fn mdb_transactions(
     let booked_items: Vec<&ledger::Entry> = entries.iter().filter(|e| !e.pending).collect();
     let total_pages = booked_items.len().div_ceil(TRANSACTION_PAGE_SIZE).max(1);
     let mut transactions = json!({
-        "_links": {"account": {"href": format!("/banks/mongodb-bank/v1/accounts/{}", encode_query(&account.external_id))}},
+        "_links": {"account": {"href": format!("/banks/mongodb-bank/v1/accounts/{}", encode(&account.external_id))}},
     });
     if booked {
         transactions["booked"] = booked_items
@@ -662,13 +651,13 @@ async fn mdb_transactions(
     if booked && page < total_pages {
         let mut next = format!(
             "/banks/mongodb-bank/v1/accounts/{}/transactions?bookingStatus={}&page={}",
-            encode_query(&account.external_id),
+            encode(&account.external_id),
             query.booking_status.as_deref().unwrap_or("both"),
             page + 1
         );
         for (k, v) in [("dateFrom", &query.date_from), ("dateTo", &query.date_to)] {
             if let Some(v) = v {
-                next.push_str(&format!("&{k}={}", encode_query(v)));
+                next.push_str(&format!("&{k}={}", encode(v)));
             }
         }
         transactions["_links"]["next"] = json!({"href": next});

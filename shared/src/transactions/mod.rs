@@ -208,8 +208,9 @@ fn iso_datetime(at: DateTime) -> String {
     normalise::utc(at).format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Percent-encodes an institution's id for a URL path or query.
-fn encode(value: &str) -> String {
+/// Percent-encodes a value for a URL path segment or query value (RFC 3986 unreserved
+/// characters kept).
+pub fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
