@@ -483,6 +483,7 @@ async fn main() {
             products: &held.products,
             consents: &consents,
             now: DateTime::now(),
+            history: &Default::default(),
         });
         std::hint::black_box(found);
     }

@@ -4,7 +4,8 @@
 
 mod legacy;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +19,7 @@ use shared::http::MAX_BODY_BYTES;
 use shared::insights::rules::{RULES, Recommendation};
 use shared::insights::summary::Summary;
 use shared::insights::{recommendations_for, summary_for};
+use shared::transactions::cashflow;
 use shared::{AppError, AppState, Problem};
 
 pub fn router(state: AppState) -> Router {
@@ -25,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/insights/summary", get(summary))
         .route("/insights/recommendations", get(recommendations))
         .route("/insights/recurring", get(recurring))
+        .route("/insights/cashflow", get(cashflow))
         .merge(legacy::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -103,5 +106,35 @@ async fn recurring(State(state): State<AppState>, headers: HeaderMap) -> Result<
         "asOf": iso(now),
         "lookbackDays": shared::transactions::recurring::LOOKBACK_DAYS,
         "recurring": found.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CashflowQuery {
+    months: Option<String>,
+}
+
+/// `GET /insights/cashflow?months=N`: income, spending and net per calendar month and
+/// currency, and spending per category, for the N months up to the current one
+/// (authentication plus 1 aggregation).
+async fn cashflow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<CashflowQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let user_id = customer(&state, &headers).await?;
+    let Query(query) = query.map_err(|_| {
+        AppError::BadRequest("the only query parameter is months, at most once".into())
+    })?;
+    let months = cashflow::parse_months(query.months.as_deref())?;
+    let now = DateTime::now();
+    let flow = cashflow::cashflow_for(&state.db, user_id, now, months).await?;
+    Ok(private(serde_json::json!({
+        "userId": user_id.to_hex(),
+        "asOf": iso(now),
+        "months": flow.months,
+        "currencies": flow.currencies(),
+        "cashflow": flow.flows.iter().map(|f| f.to_json()).collect::<Vec<_>>(),
     })))
 }

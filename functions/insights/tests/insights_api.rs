@@ -2,6 +2,8 @@
 //! against the real local stack: FerretDB and the moto Secrets Manager emulator, started by
 //! scripts/test.sh. Expected figures are computed here from the fixture files, not typed in.
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -12,7 +14,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use shared::AppState;
-use shared::db::{ACCOUNTS, CONSENTS, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
+use shared::db::{
+    ACCOUNTS, CONSENTS, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, EXTERNAL_TRANSACTIONS, OWNER,
+};
 use shared::fx::RateTable;
 use shared::seed::read_extended_json;
 use shared::testing::{TestContext, sample_data_dir};
@@ -24,6 +28,8 @@ const BALANCE: &str = "/api/v1/openfinance/secure/calculate-total-balance-for-us
 const DEBT: &str = "/api/v1/openfinance/secure/calculate-total-debt-for-user/";
 const SUMMARY: &str = "/insights/summary";
 const RECOMMENDATIONS: &str = "/insights/recommendations";
+const CASHFLOW: &str = "/insights/cashflow";
+const RECURRING: &str = "/insights/recurring";
 const HOUR_MS: i64 = 60 * 60 * 1000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -1009,7 +1015,7 @@ async fn closed_and_disconnected_items_are_not_counted() {
 async fn the_new_api_needs_a_customer_token() {
     let ctx = TestContext::new().await;
     let app = app(&ctx);
-    for path in [SUMMARY, RECOMMENDATIONS] {
+    for path in [SUMMARY, RECOMMENDATIONS, CASHFLOW, RECURRING] {
         let reply = get(&app, path, None).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
@@ -1032,7 +1038,7 @@ async fn the_new_api_needs_a_customer_token() {
     let reply = send(&app, request).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let client_token = reply.body["access_token"].as_str().unwrap().to_string();
-    for path in [SUMMARY, RECOMMENDATIONS] {
+    for path in [SUMMARY, RECOMMENDATIONS, CASHFLOW, RECURRING] {
         let reply = get(&app, path, Some(&client_token)).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
         assert_eq!(reply.body["status"], 403);
@@ -1063,7 +1069,7 @@ async fn every_rule_fires_over_http_on_a_risky_position_and_none_on_the_sample()
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(reply.body["recommendations"], json!([]));
-    assert_eq!(reply.body["rulesEvaluated"].as_array().unwrap().len(), 6);
+    assert_eq!(reply.body["rulesEvaluated"].as_array().unwrap().len(), 10);
 
     let user = new_customer(&ctx, "riskyrita").await;
     let now = DateTime::now().timestamp_millis();
@@ -1168,6 +1174,309 @@ async fn every_rule_fires_over_http_on_a_risky_position_and_none_on_the_sample()
 }
 
 // ---------------------------------------------------------------------------------------------
+// The transaction history: cash flow, the summary's last month, the history rules
+// ---------------------------------------------------------------------------------------------
+
+/// A stored transaction of `user` as the sync writes it (the fields the pipelines read).
+fn transaction(
+    user: ObjectId,
+    at: chrono::NaiveDate,
+    minor: i64,
+    category: &str,
+    who: &str,
+) -> Document {
+    let booked = DateTime::from_millis(
+        at.and_hms_opt(10, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis(),
+    );
+    doc! {
+        "_id": ObjectId::new(),
+        OWNER: user,
+        "Institution": "green-bank",
+        "Status": "Booked",
+        "BookingDate": booked,
+        "BookingMonth": at.format("%Y-%m").to_string(),
+        "AmountMinor": minor,
+        "Amount": minor as f64 / 100.0,
+        "Currency": "GBP",
+        "CreditDebit": if minor > 0 { "Credit" } else { "Debit" },
+        "Counterparty": who,
+        "Category": category,
+        "Provenance": {
+            "Institution": "green-bank", "AccountExternalId": "acc-1",
+            "ExternalId": ObjectId::new().to_hex(), "ConnectionStatus": "Connected",
+        },
+    }
+}
+
+#[tokio::test]
+async fn cashflow_summary_and_history_rules_over_a_stored_history() {
+    use chrono::{Datelike, Duration, Months};
+    let ctx = TestContext::new().await;
+    let app = app(&ctx);
+    let user = new_customer(&ctx, "hanahist").await;
+    let today = chrono::Utc::now().date_naive();
+    let month_start = |back: u32| today.with_day(1).unwrap() - Months::new(back);
+    let months_ago = |day: chrono::NaiveDate, k: u32| day - Months::new(k);
+    let mut docs = Vec::new();
+    // Salary every month, next due in 20 days; rent every month, next due in 5 (before it).
+    for k in 1..=6 {
+        docs.push(transaction(
+            user,
+            months_ago(today + Duration::days(20), k),
+            300_000,
+            "salary",
+            "Acme Corp",
+        ));
+        docs.push(transaction(
+            user,
+            months_ago(today + Duration::days(5), k),
+            -100_000,
+            "rent",
+            "Landlord Ltd",
+        ));
+    }
+    // A subscription whose price rose three months ago.
+    for k in 0..6 {
+        let amount = if k < 3 { -1_799 } else { -1_599 };
+        docs.push(transaction(
+            user,
+            months_ago(today - Duration::days(3), k),
+            amount,
+            "subscriptions",
+            "StreamCo",
+        ));
+    }
+    // Freelance income in the three months before last, none last month: income dropped.
+    for back in 2..=4 {
+        docs.push(transaction(
+            user,
+            month_start(back) + Duration::days(9),
+            200_000,
+            "income",
+            "Client",
+        ));
+    }
+    // Travel last month far above its average (300 once in the three months before).
+    docs.push(transaction(
+        user,
+        month_start(1) + Duration::days(11),
+        -90_000,
+        "travel",
+        "Airline",
+    ));
+    docs.push(transaction(
+        user,
+        month_start(3) + Duration::days(11),
+        -30_000,
+        "travel",
+        "Airline",
+    ));
+    // A refund, counted against its category's spending.
+    docs.push(transaction(
+        user,
+        month_start(1) + Duration::days(12),
+        10_000,
+        "travel",
+        "Airline",
+    ));
+    let counted = docs.clone();
+    // Not counted: an own transfer, a pending item, a disconnected account's item, another
+    // customer's item.
+    docs.push(transaction(
+        user,
+        month_start(1) + Duration::days(2),
+        -50_000,
+        "transfers",
+        "Own savings",
+    ));
+    let mut pending = transaction(user, today, -7_000, "dining", "Cafe");
+    pending.insert("Status", "Pending");
+    let mut disconnected = transaction(
+        user,
+        month_start(1) + Duration::days(4),
+        -9_000,
+        "dining",
+        "Cafe",
+    );
+    disconnected
+        .get_document_mut("Provenance")
+        .unwrap()
+        .insert("ConnectionStatus", "Disconnected");
+    let other = transaction(
+        ObjectId::new(),
+        month_start(1) + Duration::days(4),
+        -9_000,
+        "dining",
+        "Cafe",
+    );
+    docs.extend([pending, disconnected, other]);
+    insert(&ctx, "open_finance", EXTERNAL_TRANSACTIONS, docs).await;
+    insert(
+        &ctx,
+        "open_finance",
+        EXTERNAL_ACCOUNTS,
+        vec![external_account(
+            user,
+            "Green Bank",
+            "Checking",
+            500.0,
+            "GBP",
+            Some(HOUR_MS),
+        )],
+    )
+    .await;
+
+    // The expected cash flow, from the counted documents.
+    let expected = |month: &str| -> (i64, i64, BTreeMap<String, i64>) {
+        let (mut income, mut spending, mut categories) = (0, 0, BTreeMap::new());
+        for d in counted
+            .iter()
+            .filter(|d| d.get_str("BookingMonth").unwrap() == month)
+        {
+            let amount = d.get_i64("AmountMinor").unwrap();
+            let category = d.get_str("Category").unwrap().to_string();
+            if category == "salary" || category == "income" {
+                income += amount;
+            } else {
+                spending -= amount;
+                *categories.entry(category).or_insert(0) -= amount;
+            }
+        }
+        (income, spending, categories)
+    };
+    let jwt = login(&app, "hanahist").await;
+    let reply = get(&app, &format!("{CASHFLOW}?months=5"), Some(&jwt)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(reply.body["currencies"], json!(["GBP"]));
+    let labels: Vec<String> = (0..5)
+        .rev()
+        .map(|b| month_start(b).format("%Y-%m").to_string())
+        .collect();
+    assert_eq!(reply.body["months"], json!(labels));
+    let rows = reply.body["cashflow"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    for (row, label) in rows.iter().zip(&labels) {
+        let (income, spending, categories) = expected(label);
+        assert_eq!(row["month"], label.as_str());
+        assert_eq!(row["complete"], json!(label != &labels[4]));
+        assert_eq!(row["income"], json!(income as f64 / 100.0), "{row}");
+        assert_eq!(row["spending"], json!(spending as f64 / 100.0), "{row}");
+        assert_eq!(
+            row["net"],
+            json!((income - spending) as f64 / 100.0),
+            "{row}"
+        );
+        for (category, minor) in categories.iter().filter(|(_, v)| **v != 0) {
+            assert_eq!(
+                row["spendingByCategory"][category],
+                json!(*minor as f64 / 100.0),
+                "{row}"
+            );
+        }
+        assert!(row["spendingByCategory"].get("transfers").is_none());
+    }
+    // The default is 6 months.
+    let reply = get(&app, CASHFLOW, Some(&jwt)).await;
+    assert_eq!(reply.body["months"].as_array().unwrap().len(), 6);
+
+    // The summary's last month.
+    let reply = get(&app, SUMMARY, Some(&jwt)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let last = &reply.body["lastMonth"];
+    assert_eq!(last["month"], labels[3].as_str());
+    let (income, spending, _) = expected(&labels[3]);
+    assert_eq!(last["currencies"][0]["currency"], "GBP");
+    assert_eq!(
+        last["currencies"][0]["income"],
+        json!(income as f64 / 100.0)
+    );
+    assert_eq!(
+        last["currencies"][0]["spending"],
+        json!(spending as f64 / 100.0)
+    );
+    let rate = ((income - spending) as f64 / income as f64 * 10_000.0).round() / 10_000.0;
+    assert_eq!(last["currencies"][0]["savingsRate"], json!(rate));
+
+    // The four history rules fire, with their evidence.
+    let reply = get(&app, RECOMMENDATIONS, Some(&jwt)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let found = reply.body["recommendations"].as_array().unwrap();
+    let by_rule = |rule: &str| {
+        found
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .unwrap_or_else(|| panic!("{rule} did not fire: {}", reply.body))
+    };
+    let spike = by_rule("category-spending-spike");
+    assert_eq!(spike["evidence"]["category"], "travel");
+    assert_eq!(spike["evidence"]["spending"], 800.0);
+    assert_eq!(spike["evidence"]["averageOfPreviousMonths"], 100.0);
+    let subscriptions = by_rule("subscriptions-grew");
+    assert_eq!(subscriptions["evidence"]["monthlyTotal"], 17.99);
+    assert_eq!(
+        subscriptions["evidence"]["monthlyTotalWhenFirstSeen"],
+        15.99
+    );
+    let income = by_rule("income-stopped-or-dropped");
+    assert_eq!(income["severity"], "warning");
+    assert_eq!(income["evidence"]["income"], 3000.0);
+    assert_eq!(income["evidence"]["averageOfPreviousMonths"], 5000.0);
+    let forecast = by_rule("balance-forecast-negative");
+    let e = &forecast["evidence"];
+    assert_eq!(e["currentBalance"], 500.0);
+    assert_eq!(
+        e["nextExpectedIncome"],
+        (months_ago(today + Duration::days(20), 1) + Months::new(1)).to_string()
+    );
+    assert_eq!(
+        e["belowZeroFrom"],
+        (months_ago(today + Duration::days(5), 1) + Months::new(1)).to_string()
+    );
+    assert!(e["projectedBalance"].as_f64().unwrap() <= -500.0, "{e}");
+
+    // Nobody else's history: another customer sees none of it.
+    let frida = login(&app, "fridaklo").await;
+    let reply = get(&app, CASHFLOW, Some(&frida)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["cashflow"], json!([]));
+}
+
+#[tokio::test]
+async fn cashflow_bad_input_is_a_400() {
+    let ctx = TestContext::new().await;
+    let app = app(&ctx);
+    let jwt = login(&app, "fridaklo").await;
+    for query in [
+        "months=0",
+        "months=25",
+        "months=abc",
+        "months=-3",
+        "months=1.5",
+        "months=%24gt",
+        "months=3&months=4",
+        "month=3",
+        "userId=66fe219d625d93a100528224",
+    ] {
+        let reply = get(&app, &format!("{CASHFLOW}?{query}"), Some(&jwt)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.headers[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(reply.body["detail"].is_string(), "{}", reply.body);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Round trips and indexes
 // ---------------------------------------------------------------------------------------------
 
@@ -1185,23 +1494,27 @@ async fn database_round_trips_per_request() {
     // record is looked up by digest.
     counter.take();
     assert_eq!(get(&app, SUMMARY, Some(&jwt)).await.status, StatusCode::OK);
-    assert_eq!(counter.take(), 1 + 3, "summary, no use noted before");
+    assert_eq!(counter.take(), 1 + 4, "summary, no use noted before");
     assert_eq!(
         get(&app, SUMMARY, Some(FRIDA_LEGACY_TOKEN)).await.status,
         StatusCode::OK
     );
-    assert_eq!(counter.take(), 1 + 3, "summary, legacy token");
+    assert_eq!(counter.take(), 1 + 4, "summary, legacy token");
     assert_eq!(
         get(&app, RECOMMENDATIONS, Some(&jwt)).await.status,
         StatusCode::OK
     );
     assert_eq!(
         counter.take(),
-        2 + 4,
+        2 + 6,
         "recommendations, previous use written"
     );
     // From here on each JWT request writes the previous one's use.
     let auth = 2;
+    for path in [CASHFLOW, RECURRING] {
+        assert_eq!(get(&app, path, Some(&jwt)).await.status, StatusCode::OK);
+        assert_eq!(counter.take(), auth + 1, "{path}: one aggregation");
+    }
 
     let balance =
         |ids: Vec<String>| json!({"user_id": FRIDA_ID, "connected_external_accounts": ids});
@@ -1242,7 +1555,7 @@ async fn database_round_trips_per_request() {
     assert_eq!(get(&app, SUMMARY, Some(&jwt)).await.status, StatusCode::OK);
     counter.take();
     assert_eq!(get(&app, SUMMARY, Some(&jwt)).await.status, StatusCode::OK);
-    assert_eq!(counter.take(), 3, "summary, JWT, revocation list read");
+    assert_eq!(counter.take(), 4, "summary, JWT, revocation list read");
     let reply = post_json(&app, DEBT, Some(&jwt), &debt(ids(&frida.products))).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
@@ -1283,6 +1596,12 @@ async fn indexes_serve_every_pipelines_match() {
             vec![OWNER, "Status", "ExpiresAt"],
         ),
         (&db.leafy_bank, ACCOUNTS, vec![OWNER]),
+        // The cash-flow and recurring pipelines match the owner and a booking-date range.
+        (
+            &db.open_finance,
+            EXTERNAL_TRANSACTIONS,
+            vec![OWNER, "BookingDate"],
+        ),
     ] {
         let specs: Vec<mongodb::IndexModel> = of(database, collection)
             .list_indexes()

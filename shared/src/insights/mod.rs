@@ -3,9 +3,11 @@
 //! derived in Rust ([`summary`]), and the recommendation rules on top ([`rules`]).
 //!
 //! Database round trips (authentication is one more, done by `crate::auth`):
-//! - summary: 3 aggregations (Leafy Bank accounts, external accounts, external products), sent
-//!   concurrently;
-//! - recommendations: those 3 plus the authorised consents, 4, concurrently;
+//! - summary: 4 aggregations (Leafy Bank accounts, external accounts, external products, last
+//!   month's cash flow), sent concurrently;
+//! - recommendations: the first 3 plus the authorised consents, the cash flow of 5 months and
+//!   the recurring series, 6, concurrently;
+//! - cash flow and recurring: 1 each;
 //! - legacy total balance: 1 (internal) plus 1 when external ids are listed (another
 //!   database), concurrently; legacy total debt: 2 concurrently (the debt, and the Leafy Bank
 //!   accounts whose currency is the reporting one), or none when no ids are listed;
@@ -15,6 +17,7 @@
 //! A result set larger than [`BATCH_SIZE`] rows (far more than any customer holds) would need
 //! a `getMore` per further batch: the figures stay exact, the round trips grow.
 
+pub mod history_rules;
 pub mod pipelines;
 pub mod rules;
 pub mod summary;
@@ -30,6 +33,7 @@ use crate::db::{ACCOUNTS, CONSENTS, Db, EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OW
 use crate::error::AppError;
 use crate::fx::{self, Conversion};
 use crate::state::AppState;
+use crate::transactions::{cashflow, recurring};
 use rules::{Recommendation, RuleInput};
 use summary::{AccountRow, ConsentRow, ConvertedPosition, ProductRow, Summary};
 
@@ -116,12 +120,17 @@ pub async fn holdings(db: &Db, user_id: ObjectId) -> Result<Holdings, AppError> 
     })
 }
 
-/// `GET /insights/summary`: 3 round trips, and the rate table's read when figures in other
+/// `GET /insights/summary`: 4 round trips at once (the holdings' 3 and last month's cash
+/// flow), and the rate table's read when figures in other
 /// currencies than the reporting one are converted and this process's copy is due (at most
 /// every `EXCHANGE_RATES_REFRESH_SECONDS`).
 pub async fn summary_for(state: &AppState, user_id: ObjectId) -> Result<Summary, AppError> {
-    let held = holdings(&state.db, user_id).await?;
+    let (held, flow) = tokio::try_join!(
+        holdings(&state.db, user_id),
+        cashflow::cashflow_for(&state.db, user_id, DateTime::now(), 2),
+    )?;
     let mut summary = held.summary();
+    summary.last_month = Some(summary::LastMonth::of(&flow));
     let currency = fx::reporting_currency(
         held.internal.iter().map(|r| r.currency.as_str()),
         &state.settings.reporting_currency,
@@ -146,20 +155,32 @@ pub async fn summary_for(state: &AppState, user_id: ObjectId) -> Result<Summary,
     Ok(summary)
 }
 
-/// `GET /insights/recommendations`: the summary's 3 round trips and the consents', at once.
+/// `GET /insights/recommendations`: the summary's 3 round trips, the consents', and the
+/// transaction history's 2 (cash flow of [`history_rules::CASHFLOW_MONTHS`] months, recurring
+/// series), all 6 at once.
 pub async fn recommendations_for(
     db: &Db,
     user_id: ObjectId,
     now: DateTime,
 ) -> Result<(Summary, Vec<Recommendation>), AppError> {
-    let (held, consents) =
-        tokio::try_join!(holdings(db, user_id), authorised_consents(db, user_id))?;
+    let (held, consents, cashflow, recurring) = tokio::try_join!(
+        holdings(db, user_id),
+        authorised_consents(db, user_id),
+        cashflow::cashflow_for(db, user_id, now, history_rules::CASHFLOW_MONTHS),
+        recurring::recurring_for(db, user_id, now),
+    )?;
     let summary = held.summary();
+    let history = history_rules::History {
+        cashflow,
+        recurring,
+        accounts: held.external.clone(),
+    };
     let found = rules::recommend(&RuleInput {
         summary: &summary,
         products: &held.products,
         consents: &consents,
         now,
+        history: &history,
     });
     Ok((summary, found))
 }

@@ -9,6 +9,7 @@ use mongodb::bson::DateTime;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::history_rules::{self, History};
 use super::summary::{ConsentRow, ProductRow, Summary, round, round2};
 
 pub const HIGH_INTEREST_IDLE_SAVINGS: &str = "high-interest-debt-idle-savings";
@@ -17,15 +18,22 @@ pub const STALE_DATA: &str = "stale-data";
 pub const ASSET_CONCENTRATION: &str = "asset-concentration";
 pub const OVERDRAWN_ACCOUNT: &str = "overdrawn-account";
 pub const HIGH_LOAN_TO_VALUE: &str = "high-loan-to-value";
+pub use super::history_rules::{
+    BALANCE_FORECAST_NEGATIVE, CATEGORY_SPIKE, INCOME_DROPPED, SUBSCRIPTIONS_GREW,
+};
 
 /// Every rule, in the order they are evaluated.
-pub const RULES: [&str; 6] = [
+pub const RULES: [&str; 10] = [
     HIGH_INTEREST_IDLE_SAVINGS,
     CONSENT_EXPIRING,
     STALE_DATA,
     ASSET_CONCENTRATION,
     OVERDRAWN_ACCOUNT,
     HIGH_LOAN_TO_VALUE,
+    CATEGORY_SPIKE,
+    SUBSCRIPTIONS_GREW,
+    INCOME_DROPPED,
+    BALANCE_FORECAST_NEGATIVE,
 ];
 
 /// Debt at or above this annual rate (percent) is worth paying down from savings.
@@ -70,6 +78,8 @@ pub struct RuleInput<'a> {
     pub products: &'a [ProductRow],
     pub consents: &'a [ConsentRow],
     pub now: DateTime,
+    /// The transaction history's cash flow, recurring series and connected accounts.
+    pub history: &'a History,
 }
 
 /// Every rule's findings, most severe first, then by id.
@@ -81,6 +91,10 @@ pub fn recommend(input: &RuleInput<'_>) -> Vec<Recommendation> {
     found.extend(asset_concentration(input));
     found.extend(overdrawn_accounts(input));
     found.extend(high_loan_to_value(input));
+    found.extend(history_rules::category_spike(input));
+    found.extend(history_rules::subscriptions_grew(input));
+    found.extend(history_rules::income_dropped(input));
+    found.extend(history_rules::balance_forecast_negative(input));
     found.sort_by(|a, b| (a.severity, &a.id).cmp(&(b.severity, &b.id)));
     found
 }
@@ -440,6 +454,7 @@ mod tests {
             products,
             consents,
             now: now(),
+            history: &History::default(),
         })
     }
 

@@ -300,6 +300,37 @@ pub struct Summary {
     /// `insights::summary_for`, which holds the rate table; [`fold`] leaves it `None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub converted: Option<ConvertedPosition>,
+    /// Last calendar month's income, spending and savings rate per currency, from the
+    /// transactions (set by `insights::summary_for`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_month: Option<LastMonth>,
+}
+
+/// The newest complete month of the cash flow, per currency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LastMonth {
+    pub month: String,
+    pub currencies: Vec<serde_json::Value>,
+}
+
+impl LastMonth {
+    pub fn of(flow: &crate::transactions::cashflow::CashFlow) -> Self {
+        LastMonth {
+            month: flow.months.iter().rev().nth(1).cloned().unwrap_or_default(),
+            currencies: flow
+                .last_complete_month()
+                .iter()
+                .map(|m| {
+                    let mut v = m.to_json();
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("month");
+                        o.remove("complete");
+                    }
+                    v
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The position in one currency: every other currency converted at the reference rates.
@@ -493,6 +524,7 @@ pub fn fold(internal: &[AccountRow], external: &[AccountRow], products: &[Produc
         overdrawn_accounts: overdrawn.into_values().collect(),
         freshness,
         converted: None,
+        last_month: None,
     }
 }
 

@@ -13,6 +13,7 @@
 //! - Money is exact: `AmountMinor` (Int64 minor units) is what pipelines sum; `Amount` is for
 //!   display only.
 
+pub mod cashflow;
 pub mod categorise;
 pub mod normalise;
 pub mod query;
