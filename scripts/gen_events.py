@@ -46,6 +46,8 @@ ROUTES = [
     ("insights-summary", "insights", "GET", "/insights/summary", None, "", None, True, 200),
     ("insights-recommendations", "insights", "GET", "/insights/recommendations", None, "", None, True, 200),
     ("insights-recurring", "insights", "GET", "/insights/recurring", None, "", None, True, 200),
+    ("insights-cashflow", "insights", "GET", "/insights/cashflow", None, "months=3", None, True, 200),
+    ("insights-cashflow-bad-months", "insights", "GET", "/insights/cashflow", None, "months=25", None, True, 400),
     ("insights-legacy-total-balance", "insights", "POST", f"{SECURE}/calculate-total-balance-for-user/{{proxy+}}", f"{SECURE}/calculate-total-balance-for-user/", "",
      {"user_id": FRIDA_ID, "connected_external_accounts": ["678a48b4a9711d00a3aa06dc"]}, True, 200),
     ("insights-legacy-total-debt", "insights", "POST", f"{SECURE}/calculate-total-debt-for-user/{{proxy+}}", f"{SECURE}/calculate-total-debt-for-user/", "",

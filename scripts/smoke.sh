@@ -70,4 +70,26 @@ expect 200 '^\{"total_balance":[0-9]+(\.[0-9]+)?\}$' -- -X POST -H "Authorizatio
   "$API/api/v1/openfinance/secure/calculate-total-balance-for-user/"
 expect 200 '"converted":\{"currency":"USD".*"rates":\{"EUR":1.05\}' -- -H "Authorization: Bearer $TOKEN" "$API/insights/summary"
 expect 200 '"status":"Revoked"' -- -X DELETE -H "Authorization: Bearer $TOKEN" "$API/consents/$CONSENT"
+# 10. Transactions at both banks: a consent with transaction permissions at each, connected
+#     (its 12 months of history imported), listed a page at a time; then the cash flow per
+#     month and category, the recurring payments, and the summary's last month.
+for BANK in green-bank mongodb-bank; do
+  expect 201 '"status":"AwaitingAuthorisation"' -- -X POST -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' \
+    -d "{\"institution\":\"$BANK\",\"permissions\":[\"ReadAccountsDetail\",\"ReadBalances\",\"ReadTransactionsDetail\",\"ReadTransactionsCredits\",\"ReadTransactionsDebits\"],\"expiresInDays\":90}" \
+    "$API/consents"
+  TX_CONSENT="$(sed -E 's/.*"consentId":"([^"]+)".*/\1/' <<<"$LAST_BODY")"
+  expect 200 '"status":"Authorised"' -- -X POST -H "Authorization: Bearer $TOKEN" "$API/consents/$TX_CONSENT/authorise"
+  expect 200 '"transactions":\{"added":[1-9][0-9]+' -- -X POST -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d "{\"consentId\":\"$TX_CONSENT\"}" "$API/accounts/connect"
+  expect 200 "\"institution\":\"$BANK\".*\"next\":\"" -- -H "Authorization: Bearer $TOKEN" \
+    "$API/transactions?institution=$BANK&limit=5"
+done
+expect 200 '"category":"groceries"' -- -H "Authorization: Bearer $TOKEN" "$API/transactions?category=groceries&from=2026-01-01&limit=3"
+expect 200 '"months":\["[0-9]{4}-[0-9]{2}","[0-9]{4}-[0-9]{2}","[0-9]{4}-[0-9]{2}"\].*"spendingByCategory":\{"' -- \
+  -H "Authorization: Bearer $TOKEN" "$API/insights/cashflow?months=3"
+expect 400 '"detail"' -- -H "Authorization: Bearer $TOKEN" "$API/insights/cashflow?months=25"
+expect 200 '"counterparty":"Landlord Properties Ltd"' -- -H "Authorization: Bearer $TOKEN" "$API/insights/recurring"
+expect 200 '"lastMonth":\{"month":"[0-9]{4}-[0-9]{2}"' -- -H "Authorization: Bearer $TOKEN" "$API/insights/summary"
+expect 200 '"rulesEvaluated":\[[^]]*"balance-forecast-negative"' -- -H "Authorization: Bearer $TOKEN" "$API/insights/recommendations"
 echo "smoke: $passed passed, 0 failed"

@@ -318,11 +318,15 @@ pub fn entries(
         }
         day += Duration::days(1);
     }
-    // The last two days are pending; one in eight pending card items is a pre-authorisation
-    // that will never book (it is dropped once its day is past).
+    // The last two days are pending; one in eight pending card purchases is a
+    // pre-authorisation that will never book (it is dropped once its day is past).
+    // Subscriptions are charged outright, never pre-authorised.
     out.retain_mut(|e| {
         let recent = (today - e.date).num_days() < 2;
-        let preauth = e.kind == Kind::CardPurchase && hash(&[&e.booked_id], 3).is_multiple_of(8);
+        let subscription = SUBSCRIPTIONS.iter().any(|s| s.0 == e.counterparty);
+        let preauth = e.kind == Kind::CardPurchase
+            && !subscription
+            && hash(&[&e.booked_id], 3).is_multiple_of(8);
         e.pending = recent;
         recent || !preauth
     });
@@ -416,5 +420,35 @@ mod tests {
             assert_eq!(o.counterparty_account.as_deref(), Some("2"));
             assert_eq!(i.counterparty_account.as_deref(), Some("1"));
         }
+    }
+
+    #[test]
+    fn subscriptions_are_charged_every_month_without_a_gap() {
+        let p = portfolio();
+        let today = day("2026-12-02");
+        let mut seen = 0;
+        for customer in 0..40 {
+            let history = entries(&format!("c{customer}"), &p, &p[0], today);
+            for (name, _, _, _) in SUBSCRIPTIONS {
+                let mut months: Vec<String> = history
+                    .iter()
+                    .filter(|e| e.counterparty == name && !e.pending)
+                    .map(|e| e.date.format("%Y-%m").to_string())
+                    .collect();
+                if months.is_empty() {
+                    continue;
+                }
+                seen += 1;
+                months.reverse();
+                let first =
+                    NaiveDate::parse_from_str(&format!("{}-01", months[0]), "%Y-%m-%d").unwrap();
+                let expected: Vec<String> = (0..months.len() as u32)
+                    .map(|m| (first + chrono::Months::new(m)).format("%Y-%m").to_string())
+                    .collect();
+                assert_eq!(months, expected, "c{customer} {name}");
+                assert!(months.len() >= 13, "c{customer} {name}: {}", months.len());
+            }
+        }
+        assert!(seen > 10, "too few subscriptions to check: {seen}");
     }
 }
