@@ -84,6 +84,10 @@ pub fn router(state: AppState, faults_enabled: bool) -> Router {
             "/banks/mongodb-bank/v1/accounts/{resource_id}/transactions",
             get(mdb_transactions),
         )
+        .route(
+            "/banks/mongodb-bank/v1/card-accounts/{resource_id}/transactions",
+            get(mdb_card_transactions),
+        )
         .route("/banks/mongodb-bank/v1/loans", get(mdb_loans))
         .route("/banks/mongodb-bank/v1/card-accounts", get(mdb_cards))
         .with_state(banks)
@@ -94,18 +98,32 @@ async fn injected_fault(
     banks: &Banks,
     institution: Institution,
 ) -> Result<Option<Response>, BankError> {
+    match fault_settings(banks, institution).await? {
+        Some(settings) => Ok(apply_fault(&settings).await),
+        None => Ok(None),
+    }
+}
+
+/// The institution's fault settings (`FAULTS`, by institution id), when faults are enabled.
+async fn fault_settings(
+    banks: &Banks,
+    institution: Institution,
+) -> Result<Option<Document>, BankError> {
     if !banks.faults_enabled {
         return Ok(None);
     }
-    let fault = banks
+    banks
         .state
         .db
         .open_finance
         .collection::<Document>(FAULTS)
         .find_one(doc! {"_id": institution.id()})
         .await
-        .map_err(|e| BankError::internal(institution, e.into()))?;
-    let Some(fault) = fault else { return Ok(None) };
+        .map_err(|e| BankError::internal(institution, e.into()))
+}
+
+/// The latency, status or malformed body the settings ask for.
+async fn apply_fault(fault: &Document) -> Option<Response> {
     if let Ok(ms) = fault
         .get_i64("LatencyMs")
         .or_else(|_| fault.get_i32("LatencyMs").map(i64::from))
@@ -115,18 +133,27 @@ async fn injected_fault(
     if let Ok(status) = fault.get_i32("Status") {
         let status =
             StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Ok(Some((status, "injected fault").into_response()));
+        return Some((status, "injected fault").into_response());
     }
     if fault.get_bool("Malformed").unwrap_or(false) {
-        return Ok(Some(
+        return Some(
             (
                 [(header::CONTENT_TYPE, "application/json")],
                 "{\"Data\": {\"Account\": [",
             )
                 .into_response(),
-        ));
+        );
     }
-    Ok(None)
+    None
+}
+
+/// The bank's calendar day: today (UTC), or the settings' `Today` (`YYYY-MM-DD`) where faults
+/// are enabled, so tests can move the ledger on (pending items booking, new days arriving).
+fn bank_today(settings: Option<&Document>) -> chrono::NaiveDate {
+    settings
+        .and_then(|s| s.get_str("Today").ok())
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .unwrap_or_else(|| chrono::Utc::now().date_naive())
 }
 
 /// Items per page of a Green Bank list: small, so the sample customers' lists span pages and
@@ -340,6 +367,18 @@ fn portfolio(data: &BankData, customer: &str) -> Vec<LedgerAccount> {
                 currency: text(a, "currency"),
             }),
     );
+    accounts.extend(
+        data.mdb(customer, "cardAccounts")
+            .iter()
+            .map(|a| LedgerAccount {
+                external_id: text(a, "resourceId"),
+                number: text(a, "maskedPan"),
+                checking: false,
+                savings: false,
+                card: true,
+                currency: text(a, "currency"),
+            }),
+    );
     accounts
 }
 
@@ -450,7 +489,10 @@ async fn green_transactions(
             "page must be from 1 and from not after to",
         ));
     }
-    if let Some(fault) = injected_fault(&banks, bank).await? {
+    let settings = fault_settings(&banks, bank).await?;
+    if let Some(settings) = &settings
+        && let Some(fault) = apply_fault(settings).await
+    {
         return Ok(fault);
     }
     let access = authorise(&banks.state, &headers, bank, &TRANSACTION_LEVELS).await?;
@@ -458,9 +500,9 @@ async fn green_transactions(
     let accounts = portfolio(&banks.data, &access.customer_id);
     let account = accounts
         .iter()
-        .find(|a| a.external_id == account_id && account_id.starts_with("GB-"))
+        .find(|a| a.external_id == account_id && account_id.starts_with("GB-") && !a.card)
         .ok_or_else(|| BankError::not_found(bank, "no such account"))?;
-    let today = chrono::Utc::now().date_naive();
+    let today = bank_today(settings.as_ref());
     let window = visible(&access, from, to, today);
     let detail = access.consent.allows("ReadTransactionsDetail");
     let entries = visible_entries(&banks.data, &access, account, window, today);
@@ -541,12 +583,35 @@ struct MdbTransactionsQuery {
     page: Option<usize>,
 }
 
+type MdbQuery = Result<Query<MdbTransactionsQuery>, axum::extract::rejection::QueryRejection>;
+
 /// Berlin Group `GET /v1/accounts/{resourceId}/transactions`.
 async fn mdb_transactions(
     State(banks): State<Banks>,
     headers: HeaderMap,
     Path(resource_id): Path<String>,
-    query: Result<Query<MdbTransactionsQuery>, axum::extract::rejection::QueryRejection>,
+    query: MdbQuery,
+) -> Result<Response, BankError> {
+    mdb_transaction_list(&banks, &headers, &resource_id, query, false).await
+}
+
+/// Berlin Group `GET /v1/card-accounts/{resourceId}/transactions` (`cardTransactions`). Card
+/// accounts are read under `ReadProducts` here, so their transactions need it too.
+async fn mdb_card_transactions(
+    State(banks): State<Banks>,
+    headers: HeaderMap,
+    Path(resource_id): Path<String>,
+    query: MdbQuery,
+) -> Result<Response, BankError> {
+    mdb_transaction_list(&banks, &headers, &resource_id, query, true).await
+}
+
+async fn mdb_transaction_list(
+    banks: &Banks,
+    headers: &HeaderMap,
+    resource_id: &str,
+    query: MdbQuery,
+    card: bool,
 ) -> Result<Response, BankError> {
     let bank = Institution::MongoDbBank;
     let Query(query) = query.map_err(|_| BankError::format(bank, "malformed query parameters"))?;
@@ -580,21 +645,33 @@ async fn mdb_transactions(
             "page must be from 1 and dateFrom not after dateTo",
         ));
     }
-    if let Some(fault) = injected_fault(&banks, bank).await? {
+    let settings = fault_settings(banks, bank).await?;
+    if let Some(settings) = &settings
+        && let Some(fault) = apply_fault(settings).await
+    {
         return Ok(fault);
     }
-    let access = authorise(&banks.state, &headers, bank, &TRANSACTION_LEVELS).await?;
+    let access = authorise(&banks.state, headers, bank, &TRANSACTION_LEVELS).await?;
     transactions_access(bank, &access)?;
+    if card && !access.consent.allows("ReadProducts") {
+        return Err(BankError::consent_invalid(
+            bank,
+            "card accounts are read under ReadProducts",
+        ));
+    }
     let accounts = portfolio(&banks.data, &access.customer_id);
     let account = accounts
         .iter()
-        .find(|a| a.external_id == resource_id && resource_id.starts_with("mdb-"))
+        .find(|a| a.external_id == resource_id && resource_id.starts_with("mdb-") && a.card == card)
         .ok_or_else(|| BankError::not_found(bank, "no such account"))?;
-    let today = chrono::Utc::now().date_naive();
+    let today = bank_today(settings.as_ref());
     let window = visible(&access, from, to, today);
     let detail = access.consent.allows("ReadTransactionsDetail");
     let entries = visible_entries(&banks.data, &access, account, window, today);
     let render = |e: &ledger::Entry| {
+        if card {
+            return card_transaction(e, account, detail);
+        }
         let mut t = json!({
             "transactionId": if e.pending { &e.pending_id } else { &e.booked_id },
             "entryReference": e.booked_id,
@@ -624,8 +701,9 @@ async fn mdb_transactions(
     };
     let booked_items: Vec<&ledger::Entry> = entries.iter().filter(|e| !e.pending).collect();
     let total_pages = booked_items.len().div_ceil(TRANSACTION_PAGE_SIZE).max(1);
+    let resource = if card { "card-accounts" } else { "accounts" };
     let mut transactions = json!({
-        "_links": {"account": {"href": format!("/banks/mongodb-bank/v1/accounts/{}", encode(&account.external_id))}},
+        "_links": {"account": {"href": format!("/banks/mongodb-bank/v1/{resource}/{}", encode(&account.external_id))}},
     });
     if booked {
         transactions["booked"] = booked_items
@@ -650,7 +728,7 @@ async fn mdb_transactions(
     }
     if booked && page < total_pages {
         let mut next = format!(
-            "/banks/mongodb-bank/v1/accounts/{}/transactions?bookingStatus={}&page={}",
+            "/banks/mongodb-bank/v1/{resource}/{}/transactions?bookingStatus={}&page={}",
             encode(&account.external_id),
             query.booking_status.as_deref().unwrap_or("both"),
             page + 1
@@ -662,9 +740,36 @@ async fn mdb_transactions(
         }
         transactions["_links"]["next"] = json!({"href": next});
     }
-    Ok(Json(json!({
-        "account": {"bban": account.number, "currency": account.currency},
-        "transactions": transactions,
-    }))
+    Ok(Json(if card {
+        json!({
+            "cardAccount": {"maskedPan": account.number, "currency": account.currency},
+            "cardTransactions": transactions,
+        })
+    } else {
+        json!({
+            "account": {"bban": account.number, "currency": account.currency},
+            "transactions": transactions,
+        })
+    })
     .into_response())
+}
+
+/// One Berlin Group `cardTransaction`: the merchant in `transactionDetails`.
+fn card_transaction(e: &ledger::Entry, account: &LedgerAccount, detail: bool) -> Value {
+    let mut t = json!({
+        "cardTransactionId": if e.pending { &e.pending_id } else { &e.booked_id },
+        "transactionDate": e.date.format("%Y-%m-%d").to_string(),
+        "transactionAmount": {"amount": format!("{}{}", if e.amount_minor < 0 { "-" } else { "" }, decimal(e.amount_minor)), "currency": account.currency},
+        "maskedPAN": account.number,
+    });
+    if !e.pending {
+        t["bookingDate"] = e.date.format("%Y-%m-%d").to_string().into();
+    }
+    if detail {
+        t["transactionDetails"] = e.counterparty.clone().into();
+        if let Some(mcc) = e.merchant_category_code {
+            t["merchantCategoryCode"] = mcc.into();
+        }
+    }
+    t
 }

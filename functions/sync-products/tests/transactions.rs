@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use shared::db::EXTERNAL_TRANSACTIONS;
 use shared::sync::{self, Trigger};
-use testkit::{FRIDA, FRIDA_ID, GRACE, Stack};
+use testkit::{CLAU, FRIDA, FRIDA_ID, GRACE, Stack};
 
 const DETAIL: &[&str] = &[
     "ReadAccountsDetail",
@@ -394,4 +394,191 @@ async fn recurring_payments_and_income_are_detected_from_the_history() {
     assert_eq!(other.body["recurring"], json!([]));
     let none = s.call(Method::GET, "/insights/recurring", None, None).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn card_account_transactions_are_read_under_products_and_transactions() {
+    let s = stack().await;
+    let mut permissions = DETAIL.to_vec();
+    permissions.push("ReadProducts");
+    let consent = s
+        .authorised_consent(CLAU, "mongodb-bank", &permissions)
+        .await;
+    let r = s
+        .call(Method::POST, "/products/sync", Some(CLAU), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let card: Vec<Document> = stored(&s)
+        .await
+        .into_iter()
+        .filter(|d| {
+            d.get_document("Provenance")
+                .unwrap()
+                .get_str("AccountExternalId")
+                == Ok("mdb-card-4417")
+        })
+        .collect();
+    assert!(card.len() > 100, "{} card transactions", card.len());
+    for d in &card {
+        assert!(d.get_i64("AmountMinor").unwrap() < 0, "{d}");
+        assert_eq!(
+            d.get_str("CategorySource"),
+            Ok("MerchantCategoryCode"),
+            "{d}"
+        );
+        assert!(d.contains_key("Counterparty"), "{d}");
+    }
+    // The card is listed like an account, by its stored id.
+    let card_ref = card[0].get_object_id("AccountRef").unwrap().to_hex();
+    let (listed, _) = all_pages(&s, CLAU, &format!("accountId={card_ref}&limit=500")).await;
+    assert_eq!(listed.len(), card.len());
+
+    // At the bank: the card resource answers cardTransactions; the account resource does not
+    // know the card, nor the card resource an account; without ReadProducts, 403.
+    let token = s.stored_access_token(&consent).await;
+    let bank = |path: &str, token: &str, consent: &str| {
+        s.http
+            .get(format!("{}/banks/mongodb-bank/v1/{path}", s.base))
+            .bearer_auth(token)
+            .header("Consent-ID", consent)
+            .send()
+    };
+    let r = bank(
+        "card-accounts/mdb-card-4417/transactions?bookingStatus=booked",
+        &token,
+        &consent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let first = &body["cardTransactions"]["booked"][0];
+    assert!(
+        first["cardTransactionId"].is_string() && first["transactionDetails"].is_string(),
+        "{body}"
+    );
+    assert_eq!(body["cardAccount"]["maskedPan"], "541275******4417");
+    let r = bank(
+        "accounts/mdb-card-4417/transactions?bookingStatus=booked",
+        &token,
+        &consent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let accounts: Vec<Document> = s.snapshot("external_accounts").await;
+    let account = accounts
+        .iter()
+        .filter_map(|a| {
+            a.get_document("Provenance")
+                .ok()?
+                .get_str("ExternalId")
+                .ok()
+        })
+        .find(|id| id.starts_with("mdb-") && !id.starts_with("mdb-card"))
+        .unwrap()
+        .to_string();
+    let r = bank(
+        &format!("card-accounts/{account}/transactions?bookingStatus=booked"),
+        &token,
+        &consent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let narrow = s.authorised_consent(CLAU, "mongodb-bank", DETAIL).await;
+    let narrow_token = s.stored_access_token(&narrow).await;
+    let r = bank(
+        "card-accounts/mdb-card-4417/transactions?bookingStatus=booked",
+        &narrow_token,
+        &narrow,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+/// (account, transaction id, status, booking day, amount) of each stored transaction at `bank`.
+async fn ledger_of(s: &Stack, bank: &str) -> Vec<(String, String, String, String, i64)> {
+    stored(s)
+        .await
+        .iter()
+        .filter(|d| d.get_str("Institution") == Ok(bank))
+        .map(|d| {
+            let p = d.get_document("Provenance").unwrap();
+            (
+                p.get_str("AccountExternalId").unwrap().to_string(),
+                p.get_str("ExternalId").unwrap().to_string(),
+                d.get_str("Status").unwrap().to_string(),
+                d.get_datetime("BookingDate")
+                    .unwrap()
+                    .try_to_rfc3339_string()
+                    .unwrap()[..10]
+                    .to_string(),
+                d.get_i64("AmountMinor").unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pending_items_that_book_later_are_counted_once_at_both_banks() {
+    let s = stack().await;
+    for bank in ["green-bank", "mongodb-bank"] {
+        // The bank's clock on 10 November: the 9th and 10th are pending.
+        s.set_fault(bank, doc! {"Today": "2026-11-10"}).await;
+        let consent = s.authorised_consent(FRIDA, bank, DETAIL).await;
+        assert_eq!(s.connect(FRIDA, &consent).await.status, StatusCode::OK);
+        let before = ledger_of(&s, bank).await;
+        let pending: Vec<_> = before.iter().filter(|t| t.2 == "Pending").collect();
+        assert!(!pending.is_empty(), "{bank}: pending items");
+        assert!(pending.iter().all(|t| t.3.as_str() >= "2026-11-09"));
+        assert!(before.iter().all(|t| t.3.as_str() <= "2026-11-10"));
+
+        // Five days on they have booked (under new ids) or, for pre-authorisations, gone.
+        s.set_fault(bank, doc! {"Today": "2026-11-15"}).await;
+        let report = sync::run(
+            &s.ctx.state,
+            &s.gateway,
+            Trigger::OnDemand(mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap()),
+            None,
+            &testkit::sync_options(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.status, "Succeeded", "{report:?}");
+        let after = ledger_of(&s, bank).await;
+        let ids: HashSet<&str> = after.iter().map(|t| t.1.as_str()).collect();
+        for p in &pending {
+            assert!(!ids.contains(p.1.as_str()), "{bank}: {p:?} still stored");
+        }
+        // Every booked item from before is kept.
+        for b in before.iter().filter(|t| t.2 == "Booked") {
+            assert!(after.contains(b), "{bank}: {b:?} lost");
+        }
+        // The two days now hold booked items only, no more of them than were pending (a
+        // pending item books once, or never), and each matches a pending one's day and amount.
+        let booked_then: Vec<_> = after
+            .iter()
+            .filter(|t| t.3.as_str() >= "2026-11-09" && t.3.as_str() <= "2026-11-10")
+            .collect();
+        assert!(booked_then.iter().all(|t| t.2 == "Booked"));
+        assert!(!booked_then.is_empty() && booked_then.len() <= pending.len());
+        for b in &booked_then {
+            assert!(
+                pending
+                    .iter()
+                    .any(|p| p.0 == b.0 && p.3 == b.3 && p.4 == b.4),
+                "{bank}: {b:?} booked with no pending item"
+            );
+        }
+        // New days arrived, the newest two pending.
+        assert!(
+            after
+                .iter()
+                .any(|t| t.3 == "2026-11-15" && t.2 == "Pending")
+        );
+        assert!(after.iter().any(|t| t.3 == "2026-11-12" && t.2 == "Booked"));
+        assert!(report.counts.transactions.removed >= pending.len() as u64);
+    }
 }
