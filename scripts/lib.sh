@@ -123,6 +123,11 @@ start_postgres() {
   for setting in "$@"; do options="$options -c $setting"; done
   as_db_user "$bin/pg_ctl" -D "$data" -l "$data/server.log" -o "$options" -w -t 60 start >/dev/null \
     || die "PostgreSQL did not start on port $port (see $data/server.log)"
+  # The owner indexes FerretDB's own do not give PostgreSQL (see the SQL file).
+  # (Read from standard input: the database user may not reach the checkout.)
+  as_db_user "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -q -v ON_ERROR_STOP=1 \
+    < "$ROOT/scripts/postgres_owner_index.sql" >"$data/owner-index.log" 2>&1 \
+    || die "could not install the owner index trigger in PostgreSQL (see $data/owner-index.log)"
 }
 
 # stop_postgres DATA_DIR: a fast shutdown, waited for (its files may be removed next).

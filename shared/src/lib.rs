@@ -14,6 +14,8 @@ pub mod http;
 pub mod insights;
 pub mod institutions;
 pub mod logging;
+#[cfg(feature = "testing")]
+pub mod measure;
 pub mod oauth;
 pub mod provision;
 pub mod secrets;

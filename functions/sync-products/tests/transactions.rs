@@ -159,6 +159,11 @@ async fn connecting_imports_the_history_and_a_rerun_adds_nothing() {
     assert_eq!(items.len(), docs.len());
     let ids: HashSet<&str> = items.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), items.len(), "no item twice");
+    // The page's fields, read through the projection.
+    assert!(items.iter().all(|t| t["connectionStatus"] == "Connected"
+        && t["amount"].is_number()
+        && t["category"].is_string()
+        && t["accountId"].is_string()));
     let dates: Vec<&str> = items
         .iter()
         .map(|t| t["bookingDate"].as_str().unwrap())

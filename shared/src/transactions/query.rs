@@ -222,6 +222,7 @@ pub async fn list(db: &Db, owner: ObjectId, f: &Filters) -> Result<Value, AppErr
         .open_finance
         .collection::<Document>(EXTERNAL_TRANSACTIONS)
         .find(filter_document(owner, f))
+        .projection(public_fields())
         .sort(doc! {"BookingDate": -1, "_id": -1})
         .limit(f.limit + 1)
         .await?
@@ -258,6 +259,35 @@ fn iso(d: &Document, key: &str) -> Value {
 fn text(d: &Document, key: &str) -> Value {
     d.get_str(key)
         .map_or(Value::Null, |s| Value::String(s.to_string()))
+}
+
+/// The stored fields [`public_json`] reads: the page carries only these, not the banks' own
+/// fields kept beside them.
+fn public_fields() -> Document {
+    let mut fields = Document::new();
+    for key in [
+        "_id",
+        "AccountRef",
+        "Institution",
+        "TransactionId",
+        "Status",
+        "BookingDate",
+        "ValueDate",
+        "Amount",
+        "Currency",
+        "CreditDebit",
+        "Description",
+        "Counterparty",
+        "MerchantCategoryCode",
+        "BankTransactionCode",
+        "Category",
+        "CategorySource",
+        "OwnTransfer",
+        "Provenance.ConnectionStatus",
+    ] {
+        fields.insert(key, 1);
+    }
+    fields
 }
 
 /// The public shape of a stored transaction.

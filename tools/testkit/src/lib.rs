@@ -4,6 +4,7 @@
 //! secret come from a fresh [`TestContext`] (FerretDB and the Secrets Manager emulator).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -28,6 +29,8 @@ pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
     pub gateway: Arc<BankGateway>,
+    /// Requests the emulated banks have answered on a transactions resource (pages read).
+    pub bank_transaction_pages: Arc<AtomicU64>,
 }
 
 pub struct Reply {
@@ -53,12 +56,23 @@ impl Stack {
             .unwrap(),
         );
         let s = ctx.state.clone();
+        let pages = Arc::new(AtomicU64::new(0));
+        let counted = pages.clone();
         let app = shared::http::finish(
             axum::Router::new()
                 .merge(token::router(s.clone()))
                 .merge(external_banks::router(s.clone(), true))
                 .merge(connect_accounts::router(s.clone(), gateway.clone()))
-                .merge(extra(s, gateway.clone())),
+                .merge(extra(s, gateway.clone()))
+                .layer(axum::middleware::from_fn(
+                    move |request: axum::extract::Request, next: axum::middleware::Next| {
+                        let path = request.uri().path();
+                        if path.starts_with("/banks/") && path.ends_with("/transactions") {
+                            counted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        next.run(request)
+                    },
+                )),
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Stack {
@@ -66,6 +80,7 @@ impl Stack {
             base,
             http: reqwest::Client::new(),
             gateway,
+            bank_transaction_pages: pages,
         }
     }
 
