@@ -49,6 +49,9 @@ const MEASURED_IMPORTS: usize = 20;
 const MEASURED_SYNCS: usize = 40;
 const SAMPLE_CUSTOMERS: usize = 100;
 
+/// The request path for the i-th sampled customer.
+type PathOf<'a> = Box<dyn Fn(usize) -> String + 'a>;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -250,7 +253,7 @@ async fn main() {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         cursors.push(body["next"].as_str().unwrap_or_default().to_string());
     }
-    let routes: [(&str, Box<dyn Fn(usize) -> String>); 4] = [
+    let routes: [(&str, PathOf); 4] = [
         (
             "GET /transactions?limit=100 (first page)",
             Box::new(|_| "/transactions?limit=100".to_string()),
