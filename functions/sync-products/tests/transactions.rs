@@ -43,6 +43,19 @@ async fn stored(s: &Stack) -> Vec<Document> {
         .unwrap()
 }
 
+/// Frida's on-demand sync, run directly (the report is what the route answers).
+async fn sync_frida(s: &Stack) -> sync::RunReport {
+    sync::run(
+        &s.ctx.state,
+        &s.gateway,
+        Trigger::OnDemand(mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap()),
+        None,
+        &testkit::sync_options(),
+    )
+    .await
+    .unwrap()
+}
+
 /// Every page of `GET /transactions?{query}`, following `next` to the end.
 async fn all_pages(s: &Stack, token: &str, query: &str) -> (Vec<Value>, usize) {
     let mut items = Vec::new();
@@ -135,15 +148,7 @@ async fn connecting_imports_the_history_and_a_rerun_adds_nothing() {
     assert!(not_pushed.is_empty(), "{not_pushed:?}");
 
     // A rerun (on demand sync) reads incrementally and adds or changes nothing.
-    let report = sync::run(
-        &s.ctx.state,
-        &s.gateway,
-        Trigger::OnDemand(mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap()),
-        None,
-        &testkit::sync_options(),
-    )
-    .await
-    .unwrap();
+    let report = sync_frida(&s).await;
     assert_eq!(report.status, "Succeeded");
     assert_eq!(report.counts.transactions.added, 0, "{:?}", report.counts);
     let not_pushed = s.ctx.queries_not_pushed_down(&s.ctx.commands.take()).await;
@@ -542,15 +547,7 @@ async fn pending_items_that_book_later_are_counted_once_at_both_banks() {
 
         // Five days on they have booked (under new ids) or, for pre-authorisations, gone.
         s.set_fault(bank, doc! {"Today": "2026-11-15"}).await;
-        let report = sync::run(
-            &s.ctx.state,
-            &s.gateway,
-            Trigger::OnDemand(mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap()),
-            None,
-            &testkit::sync_options(),
-        )
-        .await
-        .unwrap();
+        let report = sync_frida(&s).await;
         assert_eq!(report.status, "Succeeded", "{report:?}");
         let after = ledger_of(&s, bank).await;
         let ids: HashSet<&str> = after.iter().map(|t| t.1.as_str()).collect();
@@ -611,15 +608,7 @@ async fn the_cursor_is_stable_while_new_transactions_arrive() {
     // Ten days on, new transactions are synced in: all newer than the first page.
     s.set_fault("green-bank", doc! {"Today": "2026-11-20"})
         .await;
-    let report = sync::run(
-        &s.ctx.state,
-        &s.gateway,
-        Trigger::OnDemand(mongodb::bson::oid::ObjectId::parse_str(FRIDA_ID).unwrap()),
-        None,
-        &testkit::sync_options(),
-    )
-    .await
-    .unwrap();
+    let report = sync_frida(&s).await;
     assert!(report.counts.transactions.added > 0, "{:?}", report.counts);
     let mut next = Some(cursor);
     while let Some(cursor) = next {
