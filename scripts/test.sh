@@ -2,8 +2,10 @@
 # Runs every test from nothing: installs the tools the tests need (Python venv, FerretDB),
 # starts a throw-away database (FerretDB on PostgreSQL; LOCAL_DB_BACKEND=sqlite for SQLite;
 # $MONGODB_URI instead when set) and Secrets Manager emulator on free ports, then runs formatting and lint checks, the Rust tests, the template checks and
-# `sam build`, the README walkthrough against the local API server, and every events/ file
-# through the Lambda runtime emulator (cargo lambda). Everything started here is stopped on exit.
+# `sam build`, the README walkthrough against the local API server, every events/ file through
+# cargo lambda's runtime emulator, and the built functions under `sam local` (start-api with the
+# walkthrough, invoke with every events/ file; scripts/sam_local.sh installs and starts Docker).
+# Everything started here is stopped on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 started=$SECONDS
 
@@ -40,16 +42,8 @@ log "sam build: every function cross-built for arm64, each bootstrap checked and
 "$ROOT/scripts/sam_build.sh"
 
 log "README walkthrough against the local API server"
-cargo build --quiet -p devtools
 export SECRET_ID="leafy-bank/smoke"
-"$CARGO_TARGET_DIR/debug/leafy-admin" init-secret --mongodb-uri "$TEST_MONGODB_URI" \
-  --open-finance-db smoke_open_finance --leafy-bank-db smoke_leafy_bank \
-  --credentials-file "$TEST_DIR/client.env" >/dev/null
-"$CARGO_TARGET_DIR/debug/leafy-admin" seed --dir "$ROOT/sample_data" >/dev/null
-# The operator's way of replacing the reference rates (the walkthrough expects EUR at 1.05).
-printf '{"base": "USD", "asOf": "2026-12-01T16:00:00Z", "source": "test.sh", "rates": {"EUR": 1.05, "GBP": 1.27}}' \
-  > "$TEST_DIR/rates.json"
-"$CARGO_TARGET_DIR/debug/leafy-admin" set-exchange-rates --file "$TEST_DIR/rates.json"
+load_walkthrough_data smoke "$TEST_DIR/client.env"
 API_PORT="$(free_port)"
 PORT="$API_PORT" DEMO_LOGIN_ENABLED=true "$CARGO_TARGET_DIR/debug/local-api" >"$TEST_DIR/api.log" 2>&1 &
 echo $! > "$TEST_DIR/api.pid"
@@ -61,5 +55,8 @@ export TOKEN_ENDPOINT_URL="http://127.0.0.1:$API_PORT/oauth/token"
 export GREEN_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/green-bank"
 export MONGODB_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/mongodb-bank"
 "$ROOT/scripts/lambda_path.sh"
+
+log "sam local: start-api with the walkthrough, and every events/ file through sam local invoke"
+"$ROOT/scripts/sam_local.sh"
 
 log "all tests passed in $((SECONDS - started)) s"
