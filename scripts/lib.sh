@@ -222,9 +222,10 @@ apt_install() {
 ensure_docker() {
   command -v dockerd >/dev/null || { log "installing Docker (Debian's docker.io package)"; apt_install docker.io; }
   if docker info >/dev/null 2>&1; then
+    # (Why the proxy matters: see where the engine is started below.)
     grep -qs '"userland-proxy": *false' /etc/docker/daemon.json \
-      || tr '\0' ' ' < "/proc/$(pgrep -o -x dockerd 2>/dev/null || echo 0)/cmdline" 2>/dev/null | grep -q 'userland-proxy=false' \
-      || log "warning: the running Docker engine may use its userland proxy (see below); start it with --userland-proxy=false"
+      || { tr '\0' ' ' < "/proc/$(pgrep -o -x dockerd || echo 0)/cmdline"; } 2>/dev/null | grep -q 'userland-proxy=false' \
+      || log "warning: the running Docker engine may use its userland proxy; sam local needs it started with --userland-proxy=false"
     return 0
   fi
   need_root "starting the Docker engine"
