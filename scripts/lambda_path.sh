@@ -20,14 +20,7 @@ passed=0 failed=0
 while IFS=$'\t' read -r file function want; do
   case "$file" in ''|'#'*) continue ;; esac
   out="$("$VENV/bin/cargo-lambda" lambda invoke --invoke-address 127.0.0.1 --invoke-port "$PORT" "$function" --data-file "events/$file" 2>&1)" || true
-  if [[ "$want" =~ ^[0-9]+$ ]]; then
-    got="$(sed -nE 's/.*"statusCode": ?([0-9]+).*/\1/p' <<<"$out" | head -n1)"
-  elif [[ "$out" == *"$want"* && "$out" != *'"errorType"'* ]]; then
-    # A raw (non-HTTP) event: its answer must contain the expected text.
-    got="$want"
-  else
-    got="an answer without $want"
-  fi
+  got="$(event_outcome "$want" "$out")"
   if [ "$got" = "$want" ]; then
     passed=$((passed + 1))
   else

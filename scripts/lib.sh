@@ -334,3 +334,16 @@ load_walkthrough_data() {
   "$admin" set-exchange-rates --file "$rates"
   rm -f "$rates"
 }
+
+# event_outcome WANT OUT: what an invocation of an events/ file gave, in the terms of
+# events/expected.tsv: the statusCode of an API event's answer, or (for a raw event such as the
+# scheduled sync) WANT itself when the answer, pretty-printed or not, contains it.
+event_outcome() {
+  if [[ "$1" =~ ^[0-9]+$ ]]; then
+    sed -nE 's/.*"statusCode": ?([0-9]+).*/\1/p' <<<"$2" | head -n1
+  elif [[ "${2// /}" == *"$1"* && "$2" != *'"errorType"'* ]]; then
+    echo "$1"
+  else
+    echo "an answer without $1"
+  fi
+}

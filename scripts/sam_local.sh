@@ -97,13 +97,7 @@ while IFS=$'\t' read -r file function want; do
   resource="$(sed -E 's/(^|-)([a-z])/\U\2/g' <<<"$function")Function"
   out="$("${SAM_CLI[@]}" local invoke "$resource" "${CONTAINERS[@]}" "${PARAMETERS[@]}" \
     --event "events/$file" 2>"$WORK/invoke.log" < /dev/null)" || true
-  if [[ "$want" =~ ^[0-9]+$ ]]; then
-    got="$(sed -nE 's/.*"statusCode": ?([0-9]+).*/\1/p' <<<"$out" | head -n1)"
-  elif [[ "${out// /}" == *"$want"* && "$out" != *'"errorType"'* ]]; then
-    got="$want" # a raw (non-HTTP) event: its (pretty-printed) answer must contain the text
-  else
-    got="an answer without $want"
-  fi
+  got="$(event_outcome "$want" "$out")"
   if [ "$got" = "$want" ]; then
     passed=$((passed + 1))
   else
