@@ -21,6 +21,7 @@ SECURE = "/api/v1/openfinance/secure"
 # API route cannot end in "/".
 ROUTES = [
     ("token-jwks", "token", "GET", "/.well-known/jwks.json", None, "", None, False, 200),
+    ("token-openapi", "token", "GET", "/openapi.json", None, "", None, False, 200),
     ("token-client-credentials-no-client", "token", "POST", "/oauth/token", None, "", "grant_type=client_credentials", False, 401),
     ("token-demo-login", "token", "GET", "/api/v1/openfinance/public/get-authorization", None, "user_identifier=fridaklo", None, False, 200),
     ("token-validate-legacy-token", "token", "POST", f"{SECURE}/validate-token", None, "", None, True, 200),

@@ -4,6 +4,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="$ROOT/.local"
 VENV="$ROOT/.venv"
+FUZZ_VENV="$ROOT/.venv-fuzz"
 RUN="$LOCAL/run"
 FERRETDB_BIN="$LOCAL/bin/ferretdb"
 FERRETDB_VERSION="v1.24.2"
@@ -17,15 +18,27 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # The Python tools (moto, cfn-lint, SAM CLI) in a project-local virtualenv; reinstalled only
 # when scripts/requirements.txt changes.
 ensure_venv() {
+  install_venv "$VENV" "$ROOT/scripts/requirements.txt" moto_server "moto, cfn-lint, aws-sam-cli"
+}
+
+# The API fuzzer and the OpenAPI validator, in a venv of their own: their pins (jsonschema,
+# hypothesis, werkzeug) need not agree with SAM CLI's.
+ensure_fuzz_venv() {
+  install_venv "$FUZZ_VENV" "$ROOT/scripts/requirements-fuzz.txt" schemathesis "schemathesis, openapi-spec-validator"
+}
+
+# install_venv DIR REQUIREMENTS PROBE WHAT: (re)creates DIR when REQUIREMENTS changed or its
+# bin/PROBE is missing.
+install_venv() {
   local want have
-  want="$(sha256sum "$ROOT/scripts/requirements.txt" | cut -d' ' -f1)"
-  have="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
-  if [ "$want" != "$have" ] || [ ! -x "$VENV/bin/moto_server" ]; then
-    log "installing Python tools into .venv (moto, cfn-lint, aws-sam-cli)"
+  want="$(sha256sum "$2" | cut -d' ' -f1)"
+  have="$(cat "$1/.requirements.sha256" 2>/dev/null || true)"
+  if [ "$want" != "$have" ] || [ ! -x "$1/bin/$3" ]; then
+    log "installing Python tools into ${1#"$ROOT/"} ($4)"
     command -v python3 >/dev/null || die "python3 is required"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements.txt"
-    echo "$want" > "$VENV/.requirements.sha256"
+    python3 -m venv "$1"
+    "$1/bin/pip" install --quiet --disable-pip-version-check -r "$2"
+    echo "$want" > "$1/.requirements.sha256"
   fi
 }
 

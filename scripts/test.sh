@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test from nothing: installs the tools the tests need (Python venv, FerretDB),
 # starts a throw-away database (FerretDB on PostgreSQL; LOCAL_DB_BACKEND=sqlite for SQLite;
-# $MONGODB_URI instead when set) and Secrets Manager emulator on free ports, then runs formatting and lint checks, the Rust tests, the template checks and
-# `sam build`, the README walkthrough against the local API server, every events/ file through
+# $MONGODB_URI instead when set) and Secrets Manager emulator on free ports, then runs formatting
+# and lint checks, the Rust tests, the template and OpenAPI checks and `sam build`, the README
+# walkthrough and the Schemathesis fuzzing (scripts/fuzz.sh) against the local API server, every events/ file through
 # cargo lambda's runtime emulator, and the built functions under `sam local` (start-api with the
 # walkthrough, invoke with every events/ file; scripts/sam_local.sh installs and starts Docker).
 # Everything started here is stopped on exit.
@@ -38,6 +39,8 @@ log "template checks"
 "$VENV/bin/cfn-lint" template.yaml
 "$VENV/bin/sam" validate --lint --template template.yaml --region us-east-1
 python3 scripts/gen_events.py --check
+ensure_fuzz_venv
+"$FUZZ_VENV/bin/python" scripts/check_openapi.py
 log "sam build: every function cross-built for arm64, each bootstrap checked and measured"
 "$ROOT/scripts/sam_build.sh"
 
@@ -55,6 +58,11 @@ export TOKEN_ENDPOINT_URL="http://127.0.0.1:$API_PORT/oauth/token"
 export GREEN_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/green-bank"
 export MONGODB_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/mongodb-bank"
 "$ROOT/scripts/lambda_path.sh"
+
+# After the events (which expect the walkthrough's data as it was): the fuzzer creates and
+# revokes the demo customer's consents.
+log "schemathesis: every operation of the OpenAPI description, fuzzed against the local API server"
+"$ROOT/scripts/fuzz.sh" "http://127.0.0.1:$API_PORT" "$TEST_DIR/client.env"
 
 log "sam local: start-api with the walkthrough, and every events/ file through sam local invoke"
 "$ROOT/scripts/sam_local.sh"

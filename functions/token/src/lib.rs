@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/openapi.json", get(openapi))
         .route(
             "/api/v1/openfinance/secure/validate-token",
             post(validate_token),
@@ -250,6 +251,22 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, shared::Problem
     Ok(response)
 }
 
+/// The OpenAPI description of every function's routes, shipped in the repo and compiled in:
+/// `GET /openapi.json` (public). Tests check it against `template.yaml` and the routers.
+pub const OPENAPI_JSON: &str = include_str!("../../../openapi/openapi.json");
+
+/// `GET /openapi.json`.
+async fn openapi() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        OPENAPI_JSON,
+    )
+        .into_response()
+}
+
 #[derive(Deserialize)]
 struct AuthorizationQuery {
     user_identifier: Option<String>,
@@ -270,6 +287,13 @@ async fn get_authorization(
         .ok_or_else(|| AppError::BadRequest("user_identifier is required".into()))?;
     if identifier.len() > 128 {
         return Err(AppError::BadRequest("user_identifier is too long".into()).into());
+    }
+    // No user name holds one, and PostgreSQL (under FerretDB) cannot take a NUL in a query.
+    if identifier.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "user_identifier must not contain control characters".into(),
+        )
+        .into());
     }
     // The value is always a typed string or ObjectId, never a parsed document, so a value like
     // `{"$ne": null}` can only match a user literally named that.

@@ -522,6 +522,9 @@ async fn demo_login_finds_users_by_name_or_id_and_never_by_operator() {
         LOGIN.to_string(),
         format!("{LOGIN}?user_identifier="),
         format!("{LOGIN}?user_identifier=a&user_identifier=b"),
+        // Found by the fuzzer: a NUL reached PostgreSQL and came back as a 500.
+        format!("{LOGIN}?user_identifier=frida%00klo"),
+        format!("{LOGIN}?user_identifier=frida%1Bklo"),
     ] {
         let reply = get(&app, &missing).await;
         assert_eq!(

@@ -1,14 +1,21 @@
-//! Operator CLI: create the secret, rotate its signing key, create indexes, load sample data.
+//! Operator CLI: create the secret, rotate its signing key, create indexes, load sample data,
+//! show the institution token Leafy Bank holds for a consent.
 //! Talks to Secrets Manager through the standard AWS SDK environment, so the same commands work
 //! against AWS and against the local emulator.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shared::AppError;
+use std::time::Duration;
+
+use mongodb::bson::oid::ObjectId;
+use shared::banks::{BankGateway, GatewayConfig};
+use shared::config::Settings;
 use shared::db::Db;
 use shared::provision::{get_secret, new_secret, put_secret, rotate_signing_key};
+use shared::secrets::SecretStore;
 use shared::secrets::{AppSecret, SecretNeeds};
+use shared::{AppError, AppState};
 
 #[derive(Parser)]
 #[command(name = "leafy-admin", about = "Leafy Bank Open Finance operator tasks")]
@@ -68,6 +75,17 @@ enum Command {
     SetExchangeRates {
         #[arg(long)]
         file: PathBuf,
+    },
+    /// Print the access token Leafy Bank would present to the institution for a consent now,
+    /// refreshed through the institution's token endpoint when it is about to expire (as a
+    /// sync does). For reproducing a bank call by hand and for the API fuzzer's bank calls.
+    ConsentAccessToken {
+        #[arg(long)]
+        consent: String,
+        /// Where the institutions' token endpoints answer when TOKEN_ENDPOINT_URL and the bank
+        /// base URLs are not set: a local API server.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        local_api: String,
     },
     /// Create indexes and load the Extended JSON sample data (idempotent).
     Seed {
@@ -177,6 +195,30 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 table.rates.len(),
                 table.as_of
             );
+        }
+        Command::ConsentAccessToken { consent, local_api } => {
+            let consent_id = ObjectId::parse_str(&consent)
+                .map_err(|_| AppError::BadRequest(format!("'{consent}' is not a consent id")))?;
+            let mut settings = Settings::from_env()?;
+            settings.secret_id = cli.secret_id.clone();
+            let secrets = SecretStore::from_env(
+                settings.secret_id.clone(),
+                settings.secret_ttl,
+                SecretNeeds::All,
+            )
+            .await;
+            let state = AppState::build(settings, secrets).await?;
+            let gateway = match std::env::var_os("TOKEN_ENDPOINT_URL") {
+                Some(_) => GatewayConfig::from_env()?,
+                None => GatewayConfig::single_host(&local_api, Duration::from_secs(5)),
+            };
+            let consent = shared::consents::get_any(&state.db, consent_id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("consent {consent} does not exist")))?;
+            let token =
+                shared::connect::access_token(&state, &BankGateway::new(gateway)?, &consent)
+                    .await?;
+            println!("{token}");
         }
         Command::Seed { dir } => {
             let report = shared::seed::seed_dir(&connect(&sm, &cli.secret_id).await?, &dir).await?;
