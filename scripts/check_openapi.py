@@ -6,18 +6,14 @@ are checked against the document by tools/devtools/tests/openapi_routes.rs.
 Usage: check_openapi.py (run with the fuzzing venv's python, which has the validator)."""
 import json
 import pathlib
-import re
 import sys
 
 from openapi_spec_validator import validate
 
+from gen_events import template_routes
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
-
-
-def template_routes():
-    text = (ROOT / "template.yaml").read_text()
-    return {(m, q or p) for m, q, p in re.findall(r'Method: (\w+), Path: (?:"([^"]+)"|(\S+))', text)}
 
 
 def described_operations(doc):

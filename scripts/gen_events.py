@@ -114,10 +114,15 @@ def files():
     return out
 
 
+def template_routes():
+    """Every (method, path) template.yaml gives API Gateway (its HttpApi events)."""
+    template = (EVENTS.parent / "template.yaml").read_text()
+    return {(m, q or p) for m, q, p in re.findall(r'Method: (\w+), Path: (?:"([^"]+)"|(\S+))', template)}
+
+
 def check():
     """The files are up to date and every event's route is a route of template.yaml."""
-    template = (EVENTS.parent / "template.yaml").read_text()
-    routes = {f"{m} {q or p}" for m, q, p in re.findall(r'Method: (\w+), Path: (?:"([^"]+)"|(\S+))', template)}
+    routes = {f"{m} {p}" for m, p in template_routes()}
     problems = [f"{n}: not generated from scripts/gen_events.py" for n, text in files().items()
                 if not (EVENTS / n).is_file() or (EVENTS / n).read_text() != text]
     problems += [f"{r[0]}: route {r[2]} {r[3]} is not in template.yaml" for r in ROUTES
