@@ -212,6 +212,8 @@ use_local_secrets_manager() {
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
   export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://$LISTEN_HOST:$1"
+  # The same moto server answers SQS (the sync queue of the fan-out).
+  export AWS_ENDPOINT_URL_SQS="http://$LISTEN_HOST:$1"
 }
 
 stop_pidfile() {

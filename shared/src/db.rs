@@ -166,6 +166,45 @@ impl Db {
         )
         .await?;
 
+        // The fan-out: the dispatcher's walk of authorised consents in `_id` order, the open
+        // runs it finishes, each run's outcomes, and a consent's refresh slots of a day (kept
+        // two days).
+        create(
+            &consents,
+            doc! {"Status": 1, "_id": 1},
+            Some(named("by_status_id")),
+            true,
+        )
+        .await?;
+        let runs = self
+            .open_finance
+            .collection::<Document>(crate::sync::SYNC_RUNS);
+        create(&runs, doc! {"Status": 1}, Some(named("by_status")), true).await?;
+        create(
+            &self
+                .open_finance
+                .collection::<Document>(crate::fanout::SYNC_RUN_OUTCOMES),
+            doc! {"RunId": 1},
+            Some(named("by_run")),
+            true,
+        )
+        .await?;
+        let slots = self
+            .open_finance
+            .collection::<Document>(crate::budget::REFRESH_BUDGET);
+        create(
+            &slots,
+            doc! {"ConsentId": 1, "Day": 1},
+            Some(named("by_consent_day")),
+            true,
+        )
+        .await?;
+        let slots_ttl = IndexOptions::builder()
+            .name("expired_slots_ttl".to_string())
+            .expire_after(Duration::from_secs(0))
+            .build();
+        create(&slots, doc! {"ExpiresAt": 1}, Some(slots_ttl), false).await?;
+
         // Institution data is keyed by (institution, external id): upserts never duplicate.
         for (name, kind, by_owner) in [
             (EXTERNAL_ACCOUNTS, "AccountBank", "by_owner_bank"),

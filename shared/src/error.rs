@@ -33,6 +33,9 @@ pub enum AppError {
     Database(#[from] mongodb::error::Error),
     #[error("secrets manager error: {0}")]
     Secrets(String),
+    /// The sync queue (SQS) refused or could not be reached.
+    #[error("queue error: {0}")]
+    Queue(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// An institution's API answered something unusable (retrying will not help).
@@ -117,6 +120,7 @@ impl AppError {
             AppError::Config(_)
             | AppError::Database(_)
             | AppError::Secrets(_)
+            | AppError::Queue(_)
             | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -3,12 +3,14 @@
 
 pub mod auth;
 pub mod banks;
+pub mod budget;
 pub mod config;
 pub mod connect;
 pub mod consents;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod fanout;
 pub mod fx;
 pub mod http;
 pub mod insights;
@@ -18,6 +20,7 @@ pub mod logging;
 pub mod measure;
 pub mod oauth;
 pub mod provision;
+pub mod queue;
 pub mod secrets;
 pub mod seed;
 pub mod state;

@@ -20,6 +20,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::banks::BankGateway;
+use crate::budget::{self, Claim};
 use crate::connect::{
     access_token, fetch_accounts, fetch_products, upsert_accounts, upsert_products,
 };
@@ -47,6 +48,9 @@ pub struct SyncOptions {
     /// consent has finished) each time it has moved on by this many consents, so that a run
     /// killed before it could record where it stopped is resumed there, not repeated.
     pub checkpoint_every: usize,
+    /// Unattended (scheduled) refreshes per consent and UTC day (`SYNC_DAILY_REFRESHES`,
+    /// default 4); on-demand syncs do not count.
+    pub daily_refreshes: u32,
 }
 
 impl Default for SyncOptions {
@@ -58,6 +62,7 @@ impl Default for SyncOptions {
             stop_margin: Duration::from_secs(10),
             lease_seconds: 120,
             checkpoint_every: 10,
+            daily_refreshes: crate::budget::DEFAULT_DAILY_REFRESHES,
         }
     }
 }
@@ -86,9 +91,23 @@ impl SyncOptions {
         if let Some(n) = number("SYNC_STOP_MARGIN_MS")? {
             options.stop_margin = Duration::from_millis(n);
         }
+        if let Some(n) = number("SYNC_DAILY_REFRESHES")? {
+            options.daily_refreshes = (n as u32).clamp(1, 96);
+        }
         Ok(options)
     }
 }
+
+/// Whether the customer is present: an unattended (scheduled) sync spends the consent's daily
+/// refresh budget under its run, an attended one (on demand) does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Attended,
+    Unattended { run_id: ObjectId },
+}
+
+/// Written on the consent when an unattended sync of it succeeds: the dispatcher's "due" test.
+pub const LAST_UNATTENDED_SYNC: &str = "LastUnattendedSyncAt";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -121,6 +140,10 @@ pub struct ConsentOutcome {
     pub attempts: u32,
     #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether trying again later may succeed (a failure, or another run holding the consent),
+    /// as opposed to a final outcome: synced, expired, revoked, out of budget.
+    #[serde(skip)]
+    pub retry_later: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
@@ -293,7 +316,12 @@ pub async fn run(
             async move {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                let outcome = sync_consent(state, gateway, &consent, options, deadline).await;
+                let access = match trigger {
+                    Trigger::Scheduled => Access::Unattended { run_id },
+                    Trigger::OnDemand(_) => Access::Attended,
+                };
+                let outcome =
+                    sync_consent(state, gateway, &consent, options, deadline, access).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 let mut progress = progress.lock().await;
                 if let Some(done) = progress.finish(index, checkpoint_every) {
@@ -414,14 +442,16 @@ fn to_bson<T: Serialize>(value: &T) -> Result<mongodb::bson::Bson, AppError> {
 }
 
 /// Syncs one consent: re-read (it may have changed since selection), expired ones marked so,
-/// revoked ones skipped, then under its lease with bounded retries. A retry is not started
-/// when, after its backoff, less than the stop margin would be left before `deadline`.
+/// revoked ones skipped, then under its lease (unattended: within its daily refresh budget)
+/// with bounded retries. A retry is not started when, after its backoff, less than the stop
+/// margin would be left before `deadline`.
 pub async fn sync_consent(
     state: &AppState,
     gateway: &BankGateway,
     selected: &Consent,
     options: &SyncOptions,
     deadline: Option<Instant>,
+    access: Access,
 ) -> ConsentOutcome {
     let mut outcome = ConsentOutcome {
         consent_id: selected.id,
@@ -434,6 +464,7 @@ pub async fn sync_consent(
         transactions: TransactionCounts::default(),
         attempts: 0,
         error: None,
+        retry_later: false,
     };
     let consent = match consents::get_any(&state.db, selected.id).await {
         Ok(Some(c)) => c,
@@ -458,10 +489,36 @@ pub async fn sync_consent(
         Ok(Some(lease)) => lease,
         Ok(None) => {
             outcome.error = Some("another run is syncing this consent".into());
+            outcome.retry_later = true;
             return outcome;
         }
         Err(e) => return failed(outcome, &e),
     };
+    if let Access::Unattended { run_id } = access {
+        let claim = budget::claim(
+            &state.db,
+            consent.id,
+            run_id,
+            options.daily_refreshes,
+            DateTime::now(),
+        )
+        .await;
+        let refused = match claim {
+            Ok(Claim::Granted(_) | Claim::AlreadyHeld(_)) => None,
+            Ok(Claim::Exhausted) => {
+                outcome.error = Some(format!(
+                    "today's {} unattended refreshes are used",
+                    options.daily_refreshes
+                ));
+                Some(outcome.clone())
+            }
+            Err(e) => Some(failed(outcome.clone(), &e)),
+        };
+        if let Some(refused) = refused {
+            release(state, lease).await;
+            return refused;
+        }
+    }
     let mut result = Err(AppError::Internal("not attempted".into()));
     for attempt in 1..=options.retries + 1 {
         outcome.attempts = attempt;
@@ -480,9 +537,20 @@ pub async fn sync_consent(
             _ => break,
         }
     }
-    if let Err(e) = consents::release_lease(&state.db, lease).await {
-        tracing::warn!(consent_id = %consent.id, error = %e, "could not release a lease; it will lapse");
+    // Under the lease: nothing else writes the consent meanwhile (FerretDB's updates of one
+    // document are not atomic with each other).
+    if result.is_ok() && matches!(access, Access::Unattended { .. }) {
+        let marked = consents::collection(&state.db)
+            .update_one(
+                doc! {"_id": consent.id},
+                doc! {"$set": {LAST_UNATTENDED_SYNC: DateTime::now()}},
+            )
+            .await;
+        if let Err(e) = marked {
+            tracing::warn!(consent_id = %consent.id, error = %e, "could not record the unattended sync");
+        }
     }
+    release(state, lease).await;
     match result {
         Ok(synced) => {
             outcome.status = "Synced".into();
@@ -500,7 +568,14 @@ fn failed(mut outcome: ConsentOutcome, e: &AppError) -> ConsentOutcome {
     tracing::warn!(consent_id = %outcome.consent_id, error = %e, "consent sync failed");
     outcome.status = "Failed".into();
     outcome.error = Some(e.public_message());
+    outcome.retry_later = true;
     outcome
+}
+
+async fn release(state: &AppState, lease: consents::Lease) {
+    if let Err(e) = consents::release_lease(&state.db, lease).await {
+        tracing::warn!(consent_id = %lease.consent_id, error = %e, "could not release a lease; it will lapse");
+    }
 }
 
 /// What one attempt stored.

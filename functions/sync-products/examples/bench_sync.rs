@@ -94,6 +94,8 @@ async fn main() {
         let options = SyncOptions {
             concurrency,
             stop_margin: Duration::ZERO,
+            // Every round re-syncs the same consents on one day; the budget is not measured here.
+            daily_refreshes: u32::MAX,
             ..SyncOptions::default()
         };
         commands.take();

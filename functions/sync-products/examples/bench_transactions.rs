@@ -180,9 +180,15 @@ async fn main() {
         commands.take();
         let before = s.bank_transaction_pages.load(Ordering::Relaxed);
         let t0 = Instant::now();
-        let outcome =
-            shared::sync::sync_consent(&counting, gateway, consent, &SyncOptions::default(), None)
-                .await;
+        let outcome = shared::sync::sync_consent(
+            &counting,
+            gateway,
+            consent,
+            &SyncOptions::default(),
+            None,
+            shared::sync::Access::Attended,
+        )
+        .await;
         times.push(t0.elapsed());
         assert_eq!(outcome.status, "Synced", "{outcome:?}");
         pages += s.bank_transaction_pages.load(Ordering::Relaxed) - before;

@@ -122,7 +122,15 @@ async fn retrieve_for_user(
                 institution.display_name()
             ))
         })?;
-    let outcome = sync_consent(&s.state, &s.gateway, &consent, &s.options, None).await;
+    let outcome = sync_consent(
+        &s.state,
+        &s.gateway,
+        &consent,
+        &s.options,
+        None,
+        shared::sync::Access::Attended,
+    )
+    .await;
     let reason = || {
         outcome
             .error

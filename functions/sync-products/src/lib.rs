@@ -5,7 +5,7 @@
 mod legacy;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -17,11 +17,14 @@ use mongodb::bson::{Document, doc, oid::ObjectId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use shared::auth::{authenticate, bearer_token};
 use shared::banks::BankGateway;
 use shared::db::{EXTERNAL_ACCOUNTS, EXTERNAL_PRODUCTS, OWNER};
+use shared::fanout;
 use shared::http::{MAX_BODY_BYTES, plain_json};
 use shared::institutions::Institution;
+use shared::queue::SyncQueue;
 use shared::sync::{self, SyncOptions, Trigger};
 use shared::transactions::{self, query::ListQuery};
 use shared::{AppError, AppState, Problem};
@@ -53,6 +56,129 @@ pub fn router(state: AppState, gateway: Arc<BankGateway>, options: SyncOptions) 
 /// Per-consent outcomes returned by a scheduled invocation (about 200 bytes each).
 const MAX_REPORTED_CONSENTS: usize = 1000;
 
+fn scheduled_event(event: &Value) -> Result<(), AppError> {
+    if event["detail-type"] != "Scheduled Event" || event["source"] != "aws.events" {
+        return Err(AppError::BadRequest(
+            "not an EventBridge scheduled event".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The scheduled run when the sync queue is configured (`SYNC_QUEUE_URL`): every due consent
+/// sent to the queue for the workers, nothing synced here.
+pub async fn handle_scheduled_dispatch(
+    state: &AppState,
+    queue: &SyncQueue,
+    options: &SyncOptions,
+    event: &Value,
+) -> Result<Value, AppError> {
+    scheduled_event(event)?;
+    Ok(fanout::dispatch(state, queue, options).await?.to_json())
+}
+
+/// The sync worker, for an SQS event from the sync queue: each message's consent synced, and
+/// the messages to redeliver reported as batch item failures (`ReportBatchItemFailures`).
+pub async fn handle_sync_messages(
+    state: &AppState,
+    gateway: &BankGateway,
+    options: &SyncOptions,
+    event: SqsEvent,
+    max_receive_count: u32,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let deliveries = event
+        .records
+        .into_iter()
+        .map(|m| fanout::Delivery {
+            message_id: m.message_id.unwrap_or_default(),
+            body: m.body.unwrap_or_default(),
+            receive_count: m
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+        })
+        .collect();
+    let failed = fanout::work(
+        state,
+        gateway,
+        options,
+        deliveries,
+        max_receive_count,
+        deadline,
+    )
+    .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// What Lambda's event source mapping does, once, for the local poller and the tests: up to
+/// ten messages from the queue (waiting up to `wait_seconds`), handed to the worker as the
+/// same SQS event, then the handled ones deleted and the failures made visible again at once
+/// (on AWS they wait out the visibility timeout). Returns (messages, failures).
+pub async fn poll_once(
+    state: &AppState,
+    gateway: &BankGateway,
+    options: &SyncOptions,
+    queue: &SyncQueue,
+    max_receive_count: u32,
+    wait_seconds: i32,
+) -> Result<(usize, usize), AppError> {
+    let received = queue.receive(wait_seconds).await?;
+    if received.is_empty() {
+        return Ok((0, 0));
+    }
+    let name = queue.url.rsplit('/').next().unwrap_or_default();
+    let event = shared::queue::lambda_event(
+        &format!("arn:aws:sqs:us-east-1:000000000000:{name}"),
+        &received,
+    );
+    let response =
+        handle_sync_messages(state, gateway, options, event, max_receive_count, None).await;
+    let failed: std::collections::HashSet<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let (retry, done): (Vec<_>, Vec<_>) = received
+        .iter()
+        .partition(|r| failed.contains(r.message_id.as_str()));
+    let handles = |list: &[&shared::queue::Received]| -> Vec<String> {
+        list.iter().map(|r| r.receipt_handle.clone()).collect()
+    };
+    queue.delete(&handles(&done)).await?;
+    queue.release(&handles(&retry)).await?;
+    Ok((received.len(), retry.len()))
+}
+
+/// `SYNC_MAX_RECEIVE_COUNT` (default 3): the sync queue's `maxReceiveCount`, so the worker
+/// knows a delivery is the last and records its failure before the message is dead-lettered.
+pub fn max_receive_count_from_env() -> Result<u32, AppError> {
+    match std::env::var("SYNC_MAX_RECEIVE_COUNT") {
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                AppError::Config(
+                    "environment variable SYNC_MAX_RECEIVE_COUNT must be a whole number above 0"
+                        .into(),
+                )
+            }),
+        Err(_) => Ok(3),
+    }
+}
+
 /// The scheduled run, for an EventBridge scheduled event (anything else is refused, so a
 /// misrouted invocation does not start a sync).
 pub async fn handle_scheduled(
@@ -62,11 +188,7 @@ pub async fn handle_scheduled(
     event: &Value,
     deadline: Option<Instant>,
 ) -> Result<Value, AppError> {
-    if event["detail-type"] != "Scheduled Event" || event["source"] != "aws.events" {
-        return Err(AppError::BadRequest(
-            "not an EventBridge scheduled event".into(),
-        ));
-    }
+    scheduled_event(event)?;
     let report = sync::run(state, gateway, Trigger::Scheduled, deadline, options).await?;
     // A run in which every consent failed is an invocation error: the function's error alarm
     // fires and the event goes to the dead-letter queue. Partial failures are in `sync_runs`.
@@ -219,4 +341,36 @@ pub(crate) async fn products_of(
         .try_collect()
         .await?;
     Ok(docs.into_iter().map(|d| plain_json(&d.into())).collect())
+}
+
+/// The invocation's deadline as an `Instant`. Lambda sends epoch milliseconds; the
+/// `cargo lambda` emulator sends the function's timeout in milliseconds instead, and no real
+/// deadline is that small (it would be in 2001), so such a value is read as time left.
+pub fn deadline_of(deadline_ms: u64) -> Instant {
+    const EPOCH_2001_MS: u64 = 1_000_000_000_000;
+    if deadline_ms < EPOCH_2001_MS {
+        return Instant::now() + Duration::from_millis(deadline_ms);
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_in_both_forms() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs();
+        assert!((58..=60).contains(&left(deadline_of(now_ms + 60_000))));
+        assert!((58..=60).contains(&left(deadline_of(60_000))));
+        assert_eq!(left(deadline_of(now_ms - 5_000)), 0);
+    }
 }

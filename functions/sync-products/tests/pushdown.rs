@@ -1,8 +1,8 @@
 //! Every query a request path sends is narrowed by the database before it reads documents:
 //! the whole HTTP surface (token endpoint, both banks' APIs, consents, connect, products,
-//! sync on demand and scheduled, insights, every legacy route) is walked once on the real
-//! local stack, every command the service sent is recorded by command monitoring, and each
-//! query in them is explained. FerretDB must say `filterPushdown: true` (the filter went
+//! sync on demand, scheduled and fanned out through the sync queue, insights, every legacy
+//! route) is walked once on the real local stack, every command the service sent is recorded
+//! by command monitoring, and each query in them is explained. FerretDB must say `filterPushdown: true` (the filter went
 //! into PostgreSQL's SQL); MongoDB's plan must hold no collection scan.
 
 use mongodb::bson::{Document, doc, oid::ObjectId};
@@ -174,6 +174,25 @@ async fn walk_every_route(s: &Stack) {
             .await;
         ok(&reply, path);
     }
+
+    // The fan-out: every due consent dispatched to a real queue, the worker's reads and writes
+    // for each message, the run finished from its outcomes.
+    let (queue, _dead_letters) = testkit::sync_queue(3).await;
+    let report = shared::fanout::dispatch(&s.ctx.state, &queue, &options())
+        .await
+        .unwrap();
+    assert!(report.dispatched > 0, "nothing was due");
+    while sync_products::poll_once(&s.ctx.state, &s.gateway, &options(), &queue, 3, 0)
+        .await
+        .unwrap()
+        .0
+        > 0
+    {}
+    assert!(
+        shared::fanout::finish_run(&s.ctx.state, report.run_id)
+            .await
+            .unwrap()
+    );
 
     // The scheduled sync, then a revocation (which disconnects the consent's data).
     shared::sync::run(

@@ -3,8 +3,10 @@
 //! limit; failures map to 502/504, a refusal of the consent to 403.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -23,6 +25,10 @@ pub struct GatewayConfig {
     pub base_urls: HashMap<Institution, String>,
     /// Per-call timeout (`BANK_TIMEOUT_MS`, default 5000).
     pub timeout: Duration,
+    /// Most API calls per second this process makes to each institution
+    /// (`BANK_CALLS_PER_SECOND`; unset: no limit). Across instances the total is at most this
+    /// times the number of instances (the sync worker's maximum concurrency bounds that).
+    pub calls_per_second: Option<NonZeroU32>,
 }
 
 impl GatewayConfig {
@@ -51,6 +57,17 @@ impl GatewayConfig {
             })?,
             Err(_) => 5000,
         };
+        let calls_per_second = match std::env::var("BANK_CALLS_PER_SECOND") {
+            Ok(v) if !v.trim().is_empty() => {
+                Some(v.trim().parse::<NonZeroU32>().map_err(|_| {
+                    AppError::Config(
+                        "environment variable BANK_CALLS_PER_SECOND must be a whole number above 0"
+                            .into(),
+                    )
+                })?)
+            }
+            _ => None,
+        };
         let mut base_urls = HashMap::new();
         for (institution, key) in [
             (Institution::GreenBank, "GREEN_BANK_BASE_URL"),
@@ -64,6 +81,7 @@ impl GatewayConfig {
             token_endpoint: url("TOKEN_ENDPOINT_URL")?,
             base_urls,
             timeout: Duration::from_millis(timeout_ms),
+            calls_per_second,
         })
     }
 
@@ -77,6 +95,7 @@ impl GatewayConfig {
                 .map(|i| (i, format!("{base}/banks/{}", i.id())))
                 .collect(),
             timeout,
+            calls_per_second: None,
         }
     }
 }
@@ -92,6 +111,8 @@ pub struct TokenSet {
 pub struct BankGateway {
     http: reqwest::Client,
     config: GatewayConfig,
+    /// One limiter per institution, when `calls_per_second` is set.
+    limits: HashMap<Institution, DefaultDirectRateLimiter>,
 }
 
 impl BankGateway {
@@ -102,7 +123,25 @@ impl BankGateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| AppError::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(BankGateway { http, config })
+        let limits = match config.calls_per_second {
+            Some(n) => Institution::ALL
+                .into_iter()
+                .map(|i| (i, RateLimiter::direct(Quota::per_second(n))))
+                .collect(),
+            None => HashMap::new(),
+        };
+        Ok(BankGateway {
+            http,
+            config,
+            limits,
+        })
+    }
+
+    /// Waits for the institution's rate limit, if one is set.
+    async fn pace(&self, institution: Institution) {
+        if let Some(limit) = self.limits.get(&institution) {
+            limit.until_ready().await;
+        }
     }
 
     pub async fn exchange_code(
@@ -304,6 +343,7 @@ impl BankGateway {
         consent_id: &str,
     ) -> Result<Value, AppError> {
         let name = institution.display_name();
+        self.pace(institution).await;
         let response = self
             .http
             .get(url)
@@ -396,12 +436,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn each_institution_gets_its_own_limit_of_calls_per_second() {
+        let mut config = GatewayConfig::single_host("http://127.0.0.1:1", Duration::from_secs(1));
+        assert!(BankGateway::new(config.clone()).unwrap().limits.is_empty());
+        config.calls_per_second = NonZeroU32::new(3);
+        let gateway = BankGateway::new(config).unwrap();
+        for institution in Institution::ALL {
+            let limit = &gateway.limits[&institution];
+            // More than a second's allowance at once can never pass; the allowance can.
+            assert!(limit.check_n(NonZeroU32::new(4).unwrap()).is_err());
+            assert!(limit.check_n(NonZeroU32::new(3).unwrap()).is_ok());
+        }
+    }
+
     #[tokio::test]
     async fn an_unconfigured_institution_is_a_configuration_error_at_call_time() {
         let gateway = BankGateway::new(GatewayConfig {
             token_endpoint: None,
             base_urls: HashMap::new(),
             timeout: Duration::from_millis(100),
+            calls_per_second: None,
         })
         .unwrap();
         let client = ClientCredentials {

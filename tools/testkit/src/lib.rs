@@ -241,6 +241,20 @@ impl Stack {
     }
 }
 
+/// A fresh sync queue and its dead-letter queue (redrive after `max_receive_count`
+/// deliveries) on the local emulator's SQS (`AWS_ENDPOINT_URL_SQS`).
+pub async fn sync_queue(max_receive_count: u32) -> (shared::queue::SyncQueue, String) {
+    let config = aws_config::load_from_env().await;
+    shared::queue::SyncQueue::create_with_dead_letter_queue(
+        aws_sdk_sqs::Client::new(&config),
+        &format!("sync-{}", ObjectId::new().to_hex()),
+        max_receive_count,
+        30,
+    )
+    .await
+    .expect("the emulator's SQS (is AWS_ENDPOINT_URL_SQS set?)")
+}
+
 /// Sync options for tests: some concurrency, one quick retry, no stop margin.
 pub fn sync_options() -> shared::sync::SyncOptions {
     shared::sync::SyncOptions {
@@ -250,6 +264,7 @@ pub fn sync_options() -> shared::sync::SyncOptions {
         stop_margin: Duration::ZERO,
         lease_seconds: 60,
         checkpoint_every: 10,
+        daily_refreshes: shared::budget::DEFAULT_DAILY_REFRESHES,
     }
 }
 

@@ -1,14 +1,18 @@
 //! The sync function's scheduled side. `lambda_http` refuses EventBridge payloads, so this entry
 //! point takes the raw event through `lambda_runtime` and gets its deadline from the context.
+//! With `SYNC_QUEUE_URL` set it is the dispatcher of the fan-out (the workers sync); without,
+//! it syncs every consent itself.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::AppState;
 use shared::banks::{BankGateway, GatewayConfig};
+use shared::queue::SyncQueue;
 use shared::secrets::SecretNeeds;
 use shared::sync::SyncOptions;
+use sync_products::deadline_of;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -22,7 +26,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (state, gateway, options) = start
         .await
         .inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
-    let (state, gateway, options) = (&state, &gateway, &options);
+    // With a sync queue this invocation only dispatches; the workers sync.
+    let queue = SyncQueue::from_env().await;
+    let (state, gateway, options, queue) = (&state, &gateway, &options, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deadline_of(event.context.deadline);
         tracing::info!(
@@ -33,41 +39,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             "scheduled sync invoked"
         );
         // An error makes Lambda retry the invocation (and then dead-letter it).
-        sync_products::handle_scheduled(state, gateway, options, &event.payload, Some(deadline))
-            .await
-            .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+        match queue {
+            Some(queue) => {
+                sync_products::handle_scheduled_dispatch(state, queue, options, &event.payload)
+                    .await
+            }
+            None => {
+                sync_products::handle_scheduled(
+                    state,
+                    gateway,
+                    options,
+                    &event.payload,
+                    Some(deadline),
+                )
+                .await
+            }
+        }
+        .map_err(|e| lambda_runtime::Error::from(e.to_string()))
     }))
     .await
-}
-
-/// The invocation's deadline as an `Instant`. Lambda sends epoch milliseconds; the
-/// `cargo lambda` emulator sends the function's timeout in milliseconds instead, and no real
-/// deadline is that small (it would be in 2001), so such a value is read as time left.
-fn deadline_of(deadline_ms: u64) -> Instant {
-    const EPOCH_2001_MS: u64 = 1_000_000_000_000;
-    if deadline_ms < EPOCH_2001_MS {
-        return Instant::now() + Duration::from_millis(deadline_ms);
-    }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_in_both_forms() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs();
-        assert!((58..=60).contains(&left(deadline_of(now_ms + 60_000))));
-        assert!((58..=60).contains(&left(deadline_of(60_000))));
-        assert_eq!(left(deadline_of(now_ms - 5_000)), 0);
-    }
 }
