@@ -2,7 +2,7 @@
 # Runs the benchmarks against a throw-away local stack (FerretDB on PostgreSQL, on SQLite with
 # LOCAL_DB_BACKEND=sqlite, or $MONGODB_URI; and the
 # Secrets Manager emulator), release build. Prints figures; asserts no timings.
-# Usage: scripts/bench.sh [sync|insights|transactions|all]   (BENCH_CUSTOMERS sets the customer count)
+# Usage: scripts/bench.sh [sync|insights|transactions|fanout|all]   (BENCH_CUSTOMERS sets the customer count)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 which="${1:-all}"
 
@@ -29,6 +29,10 @@ fi
 if [ "$which" = transactions ] || [ "$which" = all ]; then
   log "transactions benchmark"
   cargo run --quiet --release -p sync-products --example bench_transactions
+fi
+if [ "$which" = fanout ] || [ "$which" = all ]; then
+  log "fan-out benchmark (dispatcher, SQS on the emulator, local workers)"
+  cargo run --quiet --release -p sync-products --example bench_fanout
 fi
 if [ "$which" = insights ] || [ "$which" = all ]; then
   if [ -f functions/insights/examples/bench_insights.rs ]; then

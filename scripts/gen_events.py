@@ -3,7 +3,9 @@
 main routes, as `sam local invoke -e` and `cargo lambda invoke --data-file` take them, and
 events/expected.tsv: which function each goes to and the status it must produce against the
 seeded sample data. The scheduled event (events/sync-scheduled.json) comes from
-`sam local generate-event cloudwatch scheduled-event`. Deterministic: rerunning rewrites the
+`sam local generate-event cloudwatch scheduled-event`; with the sync queue configured its
+answer is the dispatcher's. The sync worker's SQS batch (events/sync-worker-batch.json) is
+written here. Deterministic: rerunning rewrites the
 same files; `--check` verifies them against this script and template.yaml."""
 import json
 import pathlib
@@ -101,6 +103,32 @@ def event(method, route, path, query, body, auth):
     return e
 
 
+# The sync worker's SQS event (as Lambda's event source mapping delivers it): a message for a
+# consent that does not exist (a final outcome: acknowledged) and a poison message (reported as a
+# batch item failure, so SQS redelivers it and then dead-letters it).
+SQS_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:leafy-bank-sync"
+
+
+def sqs_record(message_id, body, receive_count):
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"{message_id}-receipt",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1795600800000",
+                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795600800001"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": SQS_QUEUE_ARN,
+        "awsRegion": "us-east-1",
+    }
+
+
+def sqs_event():
+    gone = json.dumps({"runId": "6b1165a4a3bd6d18a346fa00", "consentId": "6b1165a4a3bd6d18a346fa01"})
+    return {"Records": [sqs_record("consent-gone", gone, 1), sqs_record("poison-message", "not a sync message", 1)]}
+
+
 def files():
     """Every generated file's name and text."""
     out = {}
@@ -109,7 +137,9 @@ def files():
         path = path or route
         out[f"{name}.json"] = json.dumps(event(method, route, path, query, body, auth), indent=2) + "\n"
         lines.append(f"{name}.json\t{function}\t{status}")
-    lines.append('sync-scheduled.json\tsync-scheduled\t"complete":true')
+    lines.append('sync-scheduled.json\tsync-scheduled\t"mode":"FanOut"')
+    out["sync-worker-batch.json"] = json.dumps(sqs_event(), indent=2) + "\n"
+    lines.append('sync-worker-batch.json\tsync-worker\t"itemIdentifier":"poison-message"')
     out["expected.tsv"] = "\n".join(lines) + "\n"
     return out
 

@@ -27,10 +27,13 @@ ensure_lambda_base_image
 # template and its parameters give them, as when deployed. The one exception is the emulator's
 # endpoint: SAM CLI resolves the template's !If/AWS::NoValue for it to an empty value (which the
 # AWS SDK refuses), so it comes from this environment (the template declares the variable).
+# The same goes for the SQS endpoint, and for the sync queue's URL: the template's `!Ref
+# SyncQueue` names a queue SAM CLI does not create, so the queue made on the emulator is given.
 sam_cli_env() {
   SAM_CLI=(env -i PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" SAM_CLI_TELEMETRY=0
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-    AWS_ENDPOINT_URL_SECRETS_MANAGER="$AWS_ENDPOINT_URL_SECRETS_MANAGER" "$VENV/bin/sam")
+    AWS_ENDPOINT_URL_SECRETS_MANAGER="$AWS_ENDPOINT_URL_SECRETS_MANAGER"
+    AWS_ENDPOINT_URL_SQS="$AWS_ENDPOINT_URL_SQS" SYNC_QUEUE_URL="$SYNC_QUEUE_URL" "$VENV/bin/sam")
 }
 NETWORK=leafy-bank-local
 docker network inspect "$NETWORK" >/dev/null 2>&1 || docker network create "$NETWORK" >/dev/null
@@ -65,13 +68,15 @@ if [ -z "${MONGODB_URI:-}" ]; then ensure_postgres; ensure_ferretdb; fi
 start_throwaway_database "$WORK"
 export SECRET_ID="leafy-bank/sam-local"
 load_walkthrough_data sam "$WORK/client.env"
+SYNC_QUEUE_URL="$("$CARGO_TARGET_DIR/debug/leafy-admin" create-sync-queue --name leafy-bank-sync-sam)"
 
 sam_cli_env
 API_PORT="$(free_port)"
 API="http://$GATEWAY:$API_PORT"
 # The template's parameters as a deployment would set them, pointed at this machine.
 PARAMETERS=(--parameter-overrides "ExistingSecretArn=$SECRET_ID"
-  "SecretsManagerEndpoint=$AWS_ENDPOINT_URL_SECRETS_MANAGER" "ApiBaseUrl=$API" "DemoLoginEnabled=true")
+  "SecretsManagerEndpoint=$AWS_ENDPOINT_URL_SECRETS_MANAGER" "SqsEndpoint=$AWS_ENDPOINT_URL_SQS"
+  "ApiBaseUrl=$API" "DemoLoginEnabled=true")
 CONTAINERS=(--template .aws-sam/build/template.yaml --docker-network "$NETWORK"
   --invoke-image "$LAMBDA_BASE_IMAGE" --skip-pull-image --region "$AWS_REGION")
 

@@ -57,7 +57,15 @@ log "the Lambda path: every events/ file through cargo lambda watch and invoke"
 export TOKEN_ENDPOINT_URL="http://127.0.0.1:$API_PORT/oauth/token"
 export GREEN_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/green-bank"
 export MONGODB_BANK_BASE_URL="http://127.0.0.1:$API_PORT/banks/mongodb-bank"
+# The scheduled event dispatches to a sync queue on the emulator; the local poller then feeds
+# the dispatched messages to the worker, as Lambda's event source mapping would.
+export SYNC_QUEUE_URL="$("$CARGO_TARGET_DIR/debug/leafy-admin" create-sync-queue --name leafy-bank-sync-test)"
 "$ROOT/scripts/lambda_path.sh"
+log "the fan-out: the dispatched sync messages through the local poller to the worker"
+poller="$(RUST_LOG=warn "$CARGO_TARGET_DIR/debug/sync-poller" --workers 2 --until-empty | tail -n 1)"
+echo "$poller"
+[[ "$poller" =~ ^sync-poller:\ [1-9][0-9]*\ messages\ \(0\ failed\) ]] \
+  || die "the worker did not sync every message the dispatcher sent"
 
 # After the events (which expect the walkthrough's data as it was): the fuzzer creates and
 # revokes the demo customer's consents.

@@ -87,6 +87,17 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:3000")]
         local_api: String,
     },
+    /// Create the sync queue and its dead-letter queue (as the template does on AWS) on the
+    /// SQS endpoint of the environment (`AWS_ENDPOINT_URL_SQS` for a local emulator); prints
+    /// the queue's URL, the value of SYNC_QUEUE_URL.
+    CreateSyncQueue {
+        #[arg(long, default_value = "leafy-bank-sync")]
+        name: String,
+        #[arg(long, default_value_t = 3)]
+        max_receive_count: u32,
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout_seconds: u32,
+    },
     /// Create indexes and load the Extended JSON sample data (idempotent).
     Seed {
         #[arg(long, default_value = "sample_data")]
@@ -219,6 +230,21 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 shared::connect::access_token(&state, &BankGateway::new(gateway)?, &consent)
                     .await?;
             println!("{token}");
+        }
+        Command::CreateSyncQueue {
+            name,
+            max_receive_count,
+            visibility_timeout_seconds,
+        } => {
+            let client = aws_sdk_sqs::Client::new(&aws_config_from_env().await);
+            let (queue, _dead_letters) = shared::queue::SyncQueue::create_with_dead_letter_queue(
+                client,
+                &name,
+                max_receive_count,
+                visibility_timeout_seconds,
+            )
+            .await?;
+            println!("{}", queue.url);
         }
         Command::Seed { dir } => {
             let report = shared::seed::seed_dir(&connect(&sm, &cli.secret_id).await?, &dir).await?;
