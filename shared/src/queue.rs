@@ -251,22 +251,34 @@ impl SyncQueue {
     }
 
     /// Makes messages visible again at once, so a local poller redelivers failures without
-    /// waiting out the visibility timeout.
+    /// waiting out the visibility timeout. A handle whose visibility timeout has already run
+    /// out (the message is visible again, or another poller holds it) is left alone.
     pub async fn release(&self, handles: &[String]) -> Result<(), AppError> {
         for h in handles {
-            self.client
+            let sent = self
+                .client
                 .change_message_visibility()
                 .queue_url(&self.url)
                 .receipt_handle(h)
                 .visibility_timeout(0)
                 .send()
-                .await
-                .map_err(|e| {
-                    AppError::Queue(format!(
+                .await;
+            match sent {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error().is_some_and(|e| {
+                        e.is_receipt_handle_is_invalid() || e.is_message_not_inflight()
+                    }) =>
+                {
+                    tracing::debug!("a failed message was already visible again");
+                }
+                Err(e) => {
+                    return Err(AppError::Queue(format!(
                         "ChangeMessageVisibility failed: {}",
                         error_text(&e)
-                    ))
-                })?;
+                    )));
+                }
+            }
         }
         Ok(())
     }

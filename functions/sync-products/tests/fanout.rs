@@ -317,3 +317,47 @@ async fn the_daily_budget_stops_a_fifth_unattended_refresh_but_not_an_attended_o
         Claim::Exhausted
     );
 }
+
+#[tokio::test]
+async fn releasing_a_message_another_poller_has_handled_since_is_not_an_error() {
+    let (queue, _) = testkit::sync_queue(3).await;
+    let message = SyncMessage {
+        run_id: ObjectId::new(),
+        consent_id: ObjectId::new(),
+    };
+    assert!(queue.send_all(&[message], 1).await.unwrap().is_empty());
+    let first = queue.receive(0).await.unwrap();
+    assert_eq!(first.len(), 1);
+    queue
+        .release(&[first[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    let second = queue.receive(0).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].receive_count, 2);
+
+    // The second poller handles it; the first one's failure report comes too late (its
+    // visibility timeout had run out), and there is nothing left to release.
+    queue
+        .delete(&[second[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    queue
+        .release(&[first[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        SyncQueue::depth(&queue.client, &queue.url).await.unwrap(),
+        0
+    );
+    // Any other refusal is still an error.
+    let gone = SyncQueue {
+        client: queue.client.clone(),
+        url: format!("{}-deleted", queue.url),
+    };
+    assert!(
+        gone.release(&[second[0].receipt_handle.clone()])
+            .await
+            .is_err()
+    );
+}
