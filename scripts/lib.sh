@@ -12,7 +12,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export SAM_CLI_TELEMETRY=0
 mkdir -p "$LOCAL" "$RUN"
 
-log() { printf '==> %s\n' "$*" >&2; }
+# Every step's log line says when it started, counted from the first script of this run (the
+# scripts call one another), so a slow run shows where its time went.
+export LEAFY_RUN_STARTED="${LEAFY_RUN_STARTED:-$(date +%s)}"
+log() { printf '==> [%4d s] %s\n' "$(($(date +%s) - LEAFY_RUN_STARTED))" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The Python tools (moto, cfn-lint, SAM CLI) in a project-local virtualenv; reinstalled only
