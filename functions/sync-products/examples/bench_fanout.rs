@@ -219,21 +219,14 @@ async fn end_to_end(s: &Stack, options: &SyncOptions) {
     let setup = Instant::now();
     let authorised = stream::iter(0..n)
         .map(|i| async move {
-            let bank = Institution::ALL[i % 2];
-            let user = ObjectId::new();
-            let consent = consents::create(
-                db,
-                user,
-                &format!("bench_{}", user.to_hex()),
-                bank,
-                PERMISSIONS.map(String::from).to_vec(),
-                90,
+            testkit::new_authorised_consent(
+                state,
+                gateway,
+                ObjectId::new(),
+                Institution::ALL[i % 2],
+                &PERMISSIONS,
             )
             .await
-            .expect("consent");
-            shared::connect::authorise(state, gateway, &consent)
-                .await
-                .expect("authorise")
         })
         .buffer_unordered(2)
         .count()

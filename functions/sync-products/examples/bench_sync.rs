@@ -39,19 +39,7 @@ async fn main() {
         .collect();
     let authorised = stream::iter(pairs)
         .map(|(user, bank)| async move {
-            let consent = consents::create(
-                db,
-                user,
-                &format!("bench_{}", user.to_hex()),
-                bank,
-                PERMISSIONS.map(String::from).to_vec(),
-                90,
-            )
-            .await
-            .expect("consent");
-            shared::connect::authorise(state, gateway, &consent)
-                .await
-                .expect("authorise")
+            testkit::new_authorised_consent(state, gateway, user, bank, &PERMISSIONS).await
         })
         // Two at a time: FerretDB's SQLite backend serialises writes, and a deeper queue only
         // pushes the token endpoint past the test gateway's timeout.

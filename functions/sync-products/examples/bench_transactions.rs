@@ -89,19 +89,8 @@ async fn main() {
         .collect();
     let authorised: Vec<Consent> = stream::iter(pairs)
         .map(|(user, bank)| async move {
-            let consent = consents::create(
-                db,
-                user,
-                &format!("bench_{}", user.to_hex()),
-                bank,
-                PERMISSIONS.map(String::from).to_vec(),
-                90,
-            )
-            .await
-            .expect("consent");
-            shared::connect::authorise(state, gateway, &consent)
-                .await
-                .expect("authorise");
+            let consent =
+                testkit::new_authorised_consent(state, gateway, user, bank, &PERMISSIONS).await;
             consents::get_any(db, consent.id).await.unwrap().unwrap()
         })
         .buffer_unordered(2)

@@ -343,6 +343,21 @@ pub(crate) async fn products_of(
     Ok(docs.into_iter().map(|d| plain_json(&d.into())).collect())
 }
 
+/// What each of the sync function's entry points starts from: the bank gateway, the sync
+/// options and the state (with the connect secrets). A failure is logged, then returned for the
+/// runtime to report.
+pub async fn start_up() -> Result<(AppState, BankGateway, SyncOptions), AppError> {
+    let start = async {
+        let gateway = BankGateway::new(shared::banks::GatewayConfig::from_env()?)?;
+        let options = SyncOptions::from_env()?;
+        let state = AppState::from_env(shared::secrets::SecretNeeds::Connect).await?;
+        Ok((state, gateway, options))
+    };
+    start
+        .await
+        .inspect_err(|e: &AppError| tracing::error!(error = %e, "start-up failed"))
+}
+
 /// The invocation's deadline as an `Instant`. Lambda sends epoch milliseconds; the
 /// `cargo lambda` emulator sends the function's timeout in milliseconds instead, and no real
 /// deadline is that small (it would be in 2001), so such a value is read as time left.

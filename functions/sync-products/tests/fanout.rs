@@ -12,24 +12,13 @@ use shared::budget::{self, Claim};
 use shared::fanout::{self, SYNC_RUN_OUTCOMES};
 use shared::queue::{SyncMessage, SyncQueue};
 use shared::sync::{self, Access, SYNC_RUNS};
-use testkit::{ADA, CLAU, FRIDA, GRACE, Stack};
+use testkit::{FRIDA, Stack};
 
 const ALL: &[&str] = &["ReadAccountsDetail", "ReadBalances", "ReadProducts"];
 
 async fn stack() -> Stack {
     Stack::with(|state, gateway| sync_products::router(state, gateway, testkit::sync_options()))
         .await
-}
-
-/// Consents at both banks for four customers, authorised: eight in all.
-async fn consents_for_everyone(s: &Stack) -> Vec<String> {
-    let mut ids = Vec::new();
-    for token in [FRIDA, GRACE, ADA, CLAU] {
-        for bank in ["green-bank", "mongodb-bank"] {
-            ids.push(s.authorised_consent(token, bank, ALL).await);
-        }
-    }
-    ids
 }
 
 /// Polls until the queue is empty; returns how many messages each poll handed over and how
@@ -94,7 +83,7 @@ async fn dead_letters(queue: &SyncQueue, dlq: &str) -> Vec<String> {
 #[tokio::test]
 async fn each_due_consent_is_sent_once_and_synced_once_even_when_delivered_twice() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     let (queue, dlq) = testkit::sync_queue(3).await;
     let options = testkit::sync_options();
 
@@ -194,7 +183,7 @@ async fn each_due_consent_is_sent_once_and_synced_once_even_when_delivered_twice
 #[tokio::test]
 async fn a_failing_bank_fails_only_its_consents_and_a_poison_message_is_dead_lettered() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     let (queue, dlq) = testkit::sync_queue(2).await;
     s.set_fault("mongodb-bank", doc! {"Status": 503}).await;
     let poison = queue

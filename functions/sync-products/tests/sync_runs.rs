@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use shared::sync::{self, SyncOptions, Trigger};
-use testkit::{ADA, CLAU, FRIDA, FRIDA_ID, GRACE, Stack};
+use testkit::{CLAU, FRIDA, FRIDA_ID, GRACE, Stack};
 
 const ALL: &[&str] = &["ReadAccountsDetail", "ReadBalances", "ReadProducts"];
 
@@ -26,17 +26,6 @@ async fn stack() -> Stack {
 fn scheduled_event() -> Value {
     let path = shared::testing::sample_data_dir().join("../events/sync-scheduled.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Consents at both banks for four customers, authorised: eight in all.
-async fn consents_for_everyone(s: &Stack) -> Vec<String> {
-    let mut ids = Vec::new();
-    for token in [FRIDA, GRACE, ADA, CLAU] {
-        for bank in ["green-bank", "mongodb-bank"] {
-            ids.push(s.authorised_consent(token, bank, ALL).await);
-        }
-    }
-    ids
 }
 
 async fn scheduled(s: &Stack, deadline: Option<Instant>) -> Value {
@@ -88,7 +77,7 @@ fn keys(docs: &[Document]) -> HashSet<(String, String)> {
 #[tokio::test]
 async fn scheduled_run_isolates_a_failing_bank_and_reruns_create_no_duplicates() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     s.set_fault("mongodb-bank", doc! {"Status": 503}).await;
 
     let report = scheduled(&s, None).await;
@@ -146,7 +135,7 @@ async fn scheduled_run_isolates_a_failing_bank_and_reruns_create_no_duplicates()
 #[tokio::test]
 async fn a_tiny_deadline_stops_cleanly_and_the_next_run_resumes() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     // Each bank call takes 400 ms, so the first consent outlives the one-second deadline and
     // no second one may start. One at a time, to make that exact.
     s.set_fault("green-bank", doc! {"LatencyMs": 400}).await;
@@ -198,7 +187,7 @@ async fn a_tiny_deadline_stops_cleanly_and_the_next_run_resumes() {
 #[tokio::test]
 async fn a_run_killed_before_it_finished_is_resumed_after_its_last_checkpoint() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     let mut checkpointing = options();
     checkpointing.checkpoint_every = 2;
     let full = sync::run(
@@ -308,7 +297,7 @@ async fn a_product_the_bank_no_longer_returns_is_closed_not_deleted() {
 #[tokio::test]
 async fn an_expired_consent_becomes_expired_and_is_skipped() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     // Synced once while live, so there is data under the consent that then expires.
     assert_eq!(scheduled(&s, None).await["status"], "Succeeded");
     let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 1000);
@@ -376,7 +365,7 @@ async fn an_expired_consent_becomes_expired_and_is_skipped() {
 #[tokio::test]
 async fn concurrent_runs_neither_duplicate_nor_replay_refresh_tokens() {
     let s = stack().await;
-    let ids = consents_for_everyone(&s).await;
+    let ids = s.consents_for_everyone(ALL).await;
     // Every access token expired: each sync must refresh, which only one worker may do.
     s.ctx
         .state

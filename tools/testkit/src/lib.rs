@@ -167,6 +167,17 @@ impl Stack {
         id
     }
 
+    /// Consents at both banks for the four sample customers, authorised: eight in all.
+    pub async fn consents_for_everyone(&self, permissions: &[&str]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for token in [FRIDA, GRACE, ADA, CLAU] {
+            for bank in ["green-bank", "mongodb-bank"] {
+                ids.push(self.authorised_consent(token, bank, permissions).await);
+            }
+        }
+        ids
+    }
+
     pub async fn connect(&self, token: &str, consent: &str) -> Reply {
         self.call(
             Method::POST,
@@ -253,6 +264,30 @@ pub async fn sync_queue(max_receive_count: u32) -> (shared::queue::SyncQueue, St
     )
     .await
     .expect("the emulator's SQS (is AWS_ENDPOINT_URL_SQS set?)")
+}
+
+/// A benchmark customer's consent at `bank`, created and authorised there directly (no HTTP,
+/// no JWT): for loading thousands.
+pub async fn new_authorised_consent(
+    state: &AppState,
+    gateway: &BankGateway,
+    user: ObjectId,
+    bank: shared::institutions::Institution,
+    permissions: &[&str],
+) -> consents::Consent {
+    let consent = consents::create(
+        &state.db,
+        user,
+        &format!("bench_{}", user.to_hex()),
+        bank,
+        permissions.iter().map(|p| p.to_string()).collect(),
+        90,
+    )
+    .await
+    .expect("consent");
+    shared::connect::authorise(state, gateway, &consent)
+        .await
+        .expect("authorise")
 }
 
 /// Sync options for tests: some concurrency, one quick retry, no stop margin.

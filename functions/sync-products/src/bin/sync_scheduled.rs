@@ -7,25 +7,13 @@ use std::time::Instant;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use shared::AppState;
-use shared::banks::{BankGateway, GatewayConfig};
 use shared::queue::SyncQueue;
-use shared::secrets::SecretNeeds;
-use shared::sync::SyncOptions;
 use sync_products::deadline_of;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init();
-    let start = async {
-        let gateway = BankGateway::new(GatewayConfig::from_env()?)?;
-        let options = SyncOptions::from_env()?;
-        let state = AppState::from_env(SecretNeeds::Connect).await?;
-        Ok::<_, shared::AppError>((state, gateway, options))
-    };
-    let (state, gateway, options) = start
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
+    let (state, gateway, options) = sync_products::start_up().await?;
     // With a sync queue this invocation only dispatches; the workers sync.
     let queue = SyncQueue::from_env().await;
     let (state, gateway, options, queue) = (&state, &gateway, &options, &queue);

@@ -5,25 +5,14 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
-use shared::AppState;
-use shared::banks::{BankGateway, GatewayConfig};
-use shared::secrets::SecretNeeds;
-use shared::sync::SyncOptions;
 use sync_products::{deadline_of, max_receive_count_from_env};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init();
-    let start = async {
-        let gateway = BankGateway::new(GatewayConfig::from_env()?)?;
-        let options = SyncOptions::from_env()?;
-        let max_receive_count = max_receive_count_from_env()?;
-        let state = AppState::from_env(SecretNeeds::Connect).await?;
-        Ok::<_, shared::AppError>((state, gateway, options, max_receive_count))
-    };
-    let (state, gateway, options, max_receive_count) = start
-        .await
+    let max_receive_count = max_receive_count_from_env()
         .inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
+    let (state, gateway, options) = sync_products::start_up().await?;
     let (state, gateway, options) = (&state, &gateway, &options);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = deadline_of(event.context.deadline);
