@@ -46,7 +46,7 @@ pub struct DispatchReport {
     pub dispatched: usize,
     /// Due, but refused by SQS twice: recorded as failed outcomes.
     pub not_sent: usize,
-    /// Reading the due consents, then the whole dispatch.
+    /// Milliseconds until every due consent had been read, and until all had been sent.
     pub read_millis: u64,
     pub millis: u64,
     /// Earlier fan-out runs this dispatcher found complete and finished.

@@ -251,8 +251,9 @@ impl SyncQueue {
     }
 
     /// Makes messages visible again at once, so a local poller redelivers failures without
-    /// waiting out the visibility timeout. A handle whose visibility timeout has already run
-    /// out (the message is visible again, or another poller holds it) is left alone.
+    /// waiting out the visibility timeout. A message no longer in flight under its handle
+    /// (its visibility timeout ran out, and another poller has received or deleted it since) is
+    /// left alone.
     pub async fn release(&self, handles: &[String]) -> Result<(), AppError> {
         for h in handles {
             let sent = self
@@ -270,7 +271,7 @@ impl SyncQueue {
                         e.is_receipt_handle_is_invalid() || e.is_message_not_inflight()
                     }) =>
                 {
-                    tracing::debug!("a failed message was already visible again");
+                    tracing::debug!("a failed message was no longer in flight under its handle");
                 }
                 Err(e) => {
                     return Err(AppError::Queue(format!(
