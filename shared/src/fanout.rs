@@ -275,16 +275,17 @@ async fn record_outcome(
     run_id: ObjectId,
     outcome: &ConsentOutcome,
 ) -> Result<(), AppError> {
+    let id = outcome_id(run_id, outcome.consent_id);
     let mut record = mongodb::bson::to_document(outcome)
         .map_err(|e| AppError::Internal(format!("cannot encode a sync outcome: {e}")))?;
-    record.insert("_id", outcome_id(run_id, outcome.consent_id));
+    record.insert("_id", &id);
     record.insert("RunId", run_id);
     record.insert("At", DateTime::now());
     state
         .db
         .open_finance
         .collection::<Document>(SYNC_RUN_OUTCOMES)
-        .replace_one(doc! {"_id": outcome_id(run_id, outcome.consent_id)}, record)
+        .replace_one(doc! {"_id": id}, record)
         .upsert(true)
         .await?;
     Ok(())
@@ -302,41 +303,19 @@ pub async fn finish_run(state: &AppState, run_id: ObjectId) -> Result<bool, AppE
         Ok("Dispatching") => return Ok(false),
         _ => return Ok(true),
     }
-    let dispatched = run
-        .get_i64("Dispatched")
-        .or_else(|_| run.get_i32("Dispatched").map(i64::from))
-        .unwrap_or(0) as usize;
-    let outcomes: Vec<Document> = state
+    let dispatched = run.get_i64("Dispatched").unwrap_or(0) as usize;
+    let outcomes: Vec<ConsentOutcome> = state
         .db
         .open_finance
-        .collection::<Document>(SYNC_RUN_OUTCOMES)
+        .collection::<ConsentOutcome>(SYNC_RUN_OUTCOMES)
         .find(doc! {"RunId": run_id})
-        .projection(doc! {"Status": 1, "Accounts": 1, "Products": 1})
         .await?
         .try_collect()
         .await?;
     if outcomes.len() < dispatched {
         return Ok(false);
     }
-    let mut counts = Counts {
-        consents: outcomes.len(),
-        ..Counts::default()
-    };
-    let number = |d: &Document, k: &str| {
-        d.get_i64(k)
-            .or_else(|_| d.get_i32(k).map(i64::from))
-            .unwrap_or(0) as usize
-    };
-    for o in &outcomes {
-        match o.get_str("Status").unwrap_or("") {
-            "Synced" => counts.synced += 1,
-            "Failed" => counts.failed += 1,
-            "Expired" => counts.expired += 1,
-            _ => counts.skipped += 1,
-        }
-        counts.accounts += number(o, "Accounts");
-        counts.products += number(o, "Products");
-    }
+    let counts = Counts::of(&outcomes);
     let status = run_status(&counts);
     let counts = mongodb::bson::to_bson(&counts)
         .map_err(|e| AppError::Internal(format!("cannot encode run counts: {e}")))?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::banks::BankGateway;
 use crate::budget::{self, Claim};
@@ -117,7 +117,7 @@ pub enum Trigger {
     OnDemand(ObjectId),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConsentOutcome {
     #[serde(rename = "ConsentId")]
     pub consent_id: ObjectId,
@@ -166,6 +166,29 @@ pub struct Counts {
     pub closed_products: u64,
     #[serde(rename = "Transactions")]
     pub transactions: TransactionCounts,
+}
+
+impl Counts {
+    /// A run's counts from its consents' outcomes.
+    pub fn of(outcomes: &[ConsentOutcome]) -> Counts {
+        let mut counts = Counts {
+            consents: outcomes.len(),
+            ..Counts::default()
+        };
+        for o in outcomes {
+            match o.status.as_str() {
+                "Synced" => counts.synced += 1,
+                "Failed" => counts.failed += 1,
+                "Expired" => counts.expired += 1,
+                _ => counts.skipped += 1,
+            }
+            counts.accounts += o.accounts;
+            counts.products += o.products;
+            counts.closed_products += o.closed_products;
+            counts.transactions.add(o.transactions);
+        }
+        counts
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -353,22 +376,7 @@ pub async fn run(
             .map(|i| selected[i].id)
             .or(resumed_after)
     };
-    let mut counts = Counts {
-        consents: outcomes.len(),
-        ..Counts::default()
-    };
-    for o in &outcomes {
-        match o.status.as_str() {
-            "Synced" => counts.synced += 1,
-            "Failed" => counts.failed += 1,
-            "Expired" => counts.expired += 1,
-            _ => counts.skipped += 1,
-        }
-        counts.accounts += o.accounts;
-        counts.products += o.products;
-        counts.closed_products += o.closed_products;
-        counts.transactions.add(o.transactions);
-    }
+    let counts = Counts::of(&outcomes);
     let status = run_status(&counts).to_string();
     // The finished record states the final progress too: the last consent before which every
     // consent has finished (all of them when the run is complete), whatever checkpoints the

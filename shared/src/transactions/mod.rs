@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::banks::BankGateway;
@@ -55,7 +55,7 @@ impl Default for SyncWindow {
 }
 
 /// What one sync did to a consent's transactions.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct TransactionCounts {
     #[serde(rename = "Added")]
     pub added: u64,
